@@ -29,6 +29,8 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the result the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         _fsync_file(tmp)
@@ -58,6 +60,12 @@ def atomic_write_with(target: str | os.PathLike[str], writer: Callable[[Path], N
     """Call ``writer(tmp_path)`` and move the result into place atomically."""
     with atomic_path(target, suffix=suffix) as tmp:
         writer(tmp)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: Path) -> None:

@@ -1,0 +1,206 @@
+"""Reading, resizing and writing frames (ENGINE-SPEC section 2).
+
+Frames on the numpy side are always uint8 RGB, F x H x W x 3. Model-side video
+tensors are float32 3 x F x H x W in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.atomic import atomic_write_with
+
+PathLike = str | os.PathLike[str]
+
+# Frames resized at once: bounds the float32 intermediates (about 300 MB for 1080p sources).
+_RESIZE_BATCH = 8
+
+
+class MediaError(ValueError):
+    """A media file that cannot be read or written; the message names the file and the fix."""
+
+
+def read_video(path: PathLike) -> tuple[np.ndarray, float]:
+    """Decode every frame of a video: (uint8 F x H x W x 3 RGB, fps)."""
+    path = _existing(path, "video")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError(f"{path}: cannot open as a video; re-encode it as H.264 .mp4")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if not frames:
+        raise MediaError(f"{path}: no decodable frames; check the file or re-encode it as .mp4")
+    if fps <= 0:
+        raise MediaError(f"{path}: the video has no frame rate; re-encode it with one set")
+    return np.stack(frames), fps
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Load an image as uint8 H x W x 3 RGB (alpha dropped, grey expanded)."""
+    path = _existing(path, "image")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise MediaError(f"{path}: not a readable image; save it as PNG or JPEG")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_count(path: PathLike) -> int:
+    return video_info(path)[0]
+
+
+def video_info(path: PathLike) -> tuple[int, float, int, int]:
+    """(frames, fps, height, width) from the container, without decoding the video."""
+    path = _existing(path, "video")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError(f"{path}: cannot open as a video; re-encode it as H.264 .mp4")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        if count <= 0:
+            # Some containers do not store a count; grabbing skips the pixel conversion.
+            count = 0
+            while cap.grab():
+                count += 1
+    finally:
+        cap.release()
+    if count <= 0:
+        raise MediaError(f"{path}: no decodable frames; check the file or re-encode it as .mp4")
+    return count, fps, height, width
+
+
+def center_crop_resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """Center-crop to the target aspect ratio, resize, scale to [-1, 1].
+
+    ``frames`` is uint8 F x H x W x 3 or one H x W x 3 image; returns float32
+    3 x F x height x width (F = 1 for an image).
+    """
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise MediaError(f"expected frames of shape F x H x W x 3, got {frames.shape}")
+    if height < 1 or width < 1:
+        raise MediaError(f"target size {height}x{width}: height and width must be positive")
+    frames = _center_crop(frames, height, width)
+    out = torch.empty((3, frames.shape[0], height, width), dtype=torch.float32)
+    for lo in range(0, frames.shape[0], _RESIZE_BATCH):
+        batch = torch.from_numpy(np.ascontiguousarray(frames[lo:lo + _RESIZE_BATCH]))
+        batch = batch.permute(0, 3, 1, 2).to(torch.float32)
+        resized = F.interpolate(batch, size=(height, width), mode="bilinear",
+                                antialias=True, align_corners=False)
+        out[:, lo:lo + len(batch)] = (resized / 127.5 - 1.0).clamp_(-1.0, 1.0).permute(1, 0, 2, 3)
+    return out
+
+
+def _center_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    src_h, src_w = frames.shape[1:3]
+    # Compare src_w/src_h with width/height in integers to avoid float ties.
+    if src_w * height > width * src_h:
+        crop_w = max(1, round(src_h * width / height))
+        x0 = (src_w - crop_w) // 2
+        return frames[:, :, x0:x0 + crop_w]
+    crop_h = max(1, round(src_w * height / width))
+    y0 = (src_h - crop_h) // 2
+    return frames[:, y0:y0 + crop_h]
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """3 x F x H x W in [-1, 1] -> uint8 F x H x W x 3."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise MediaError(
+            f"expected a video tensor of shape 3 x F x H x W, got {tuple(video.shape)}")
+    pixels = ((video.detach().to("cpu", torch.float32) + 1.0) * 127.5).round_().clamp_(0, 255)
+    return pixels.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
+
+
+def write_mp4(path: PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float) -> None:
+    """Encode uint8 RGB frames (F x H x W x 3, or an iterable of H x W x 3) as H.264 .mp4.
+
+    yuv420p needs even sizes, so an odd height or width is padded by one repeated
+    edge row/column rather than rejected.
+    """
+    import imageio.v2 as imageio  # deferred: only writers need the ffmpeg plugin
+
+    path = Path(path)
+    if fps <= 0:
+        raise MediaError(f"{path}: fps {fps} must be positive")
+
+    def writer(tmp: Path) -> None:
+        count = 0
+        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", quality=8, macro_block_size=1) as w:
+            for frame in _even_frames(frames, path):
+                w.append_data(frame)
+                count += 1
+        if count == 0:
+            raise MediaError(f"{path}: no frames to write")
+
+    try:
+        atomic_write_with(path, writer, suffix=".mp4")
+    except (OSError, RuntimeError) as exc:
+        raise MediaError(f"{path}: could not write the video ({exc}); check the folder is "
+                         f"writable and has free space") from exc
+
+
+def _even_frames(frames: np.ndarray | Iterable[np.ndarray], path: Path) -> Iterator[np.ndarray]:
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise MediaError(f"{path}: frames must be uint8 H x W x 3 RGB, got "
+                             f"{frame.dtype} {frame.shape}")
+        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        yield np.ascontiguousarray(frame)
+
+
+def save_frames(path: PathLike, frames: np.ndarray) -> None:
+    """Store uint8 F x H x W x 3 frames losslessly as .npy (chunk outputs for cond and merge)."""
+    path = Path(path)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise MediaError(f"{path}: frames must be uint8 F x H x W x 3, got "
+                         f"{frames.dtype} {frames.shape}")
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object stops numpy appending another .npy
+            np.save(f, np.ascontiguousarray(frames), allow_pickle=False)
+
+    atomic_write_with(path, writer, suffix=".npy")
+
+
+def load_frames(path: PathLike) -> np.ndarray:
+    path = _existing(path, "frames")
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"{path}: not a readable .npy frame file ({exc}); delete it so the "
+                         f"chunk is generated again") from exc
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise MediaError(f"{path}: expected uint8 F x H x W x 3 frames, got {frames.dtype} "
+                         f"{frames.shape}; delete it so the chunk is generated again")
+    return frames
+
+
+def _existing(path: PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: {what} file not found; check the path")
+    return path
