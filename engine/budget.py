@@ -1,0 +1,109 @@
+"""The `-p` budget: how many DiT parameters stay resident on the GPU (spec section 7).
+
+Parsing never evaluates user text. Placement uses diffsynth 2.x's VRAM layers:
+leaf layers are wrapped, the first ones (in module order) up to the budget live
+on the GPU, the rest live in CPU memory and are copied in at each forward.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+
+
+class BudgetError(ValueError):
+    pass
+
+
+def parse_budget(text: str | int | None) -> int | None:
+    """Parse `-p`: `none` (everything resident), `4e9`, `4G`, `4*10**9`, `4000000000`.
+
+    Returns a parameter count, or None for no limit.
+    """
+    if text is None or isinstance(text, int):
+        return text
+    s = text.strip().lower().replace("_", "").replace(",", "")
+    if s in ("none", "all", "inf"):
+        return None
+    m = re.fullmatch(_NUMBER + r"\s*\*\s*10\s*\*\*\s*(\d+)", s)
+    if m:
+        return _whole(float(m.group(1)) * 10 ** int(m.group(2)), text)
+    m = re.fullmatch(_NUMBER + r"(?:e(\d+))?\s*([kmgbt]?)", s)
+    if m:
+        value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SUFFIX[m.group(3)]
+        return _whole(value, text)
+    raise BudgetError(f"-p {text!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9, "
+                      "4000000000 or none (all parameters on the GPU)")
+
+
+def _whole(value: float, text: str) -> int:
+    if value < 0:
+        raise BudgetError(f"-p {text!r}: the budget cannot be negative")
+    return int(round(value))
+
+
+@dataclass(frozen=True)
+class Placement:
+    resident_params: int
+    streamed_params: int
+    resident_layers: int
+    streamed_layers: int
+
+
+def _leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    from engine.models.dit import RMSNorm
+
+    kinds = (nn.Linear, nn.Conv3d, nn.LayerNorm, RMSNorm)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def apply_budget(model: nn.Module, budget: int | None, device: torch.device | str,
+                 dtype: torch.dtype, offload_device: torch.device | str = "cpu") -> Placement:
+    """Place ``model`` for computing on ``device`` with at most ``budget`` resident params.
+
+    Parameters that are not inside a wrapped layer (modulation tables) are
+    always resident and count towards the budget first.
+    """
+    from engine.compat import import_diffsynth_module
+
+    vram = import_diffsynth_module("diffsynth.core.vram.layers")
+    layers = _leaf_layers(model)
+    layer_params = {id(p) for _, m in layers for p in m.parameters()}
+    loose = [p for p in model.parameters() if id(p) not in layer_params]
+    used = sum(p.numel() for p in loose)
+    for p in loose:
+        p.data = p.data.to(device=device, dtype=dtype)
+
+    resident = streamed = resident_layers = 0
+    wrapped: dict[str, nn.Module] = {}
+    keep = True
+    for name, layer in layers:
+        n = sum(p.numel() for p in layer.parameters())
+        # Residents form a prefix in module order: early blocks stay, late ones stream.
+        keep = keep and (budget is None or used + n <= budget)
+        where = device if keep else offload_device
+        config = dict(offload_dtype=dtype, offload_device=where, onload_dtype=dtype,
+                      onload_device=where, preparing_dtype=dtype, preparing_device=where,
+                      computation_dtype=dtype, computation_device=device)
+        cls = vram.AutoWrappedLinear if isinstance(layer, nn.Linear) else vram.AutoWrappedModule
+        w = cls(layer, **config, name=name)
+        w.onload()
+        wrapped[name] = w
+        if keep:
+            used += n
+            resident += n
+            resident_layers += 1
+        else:
+            streamed += n
+    for name, w in wrapped.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, w)
+    return Placement(resident + sum(p.numel() for p in loose), streamed, resident_layers,
+                     len(layers) - resident_layers)

@@ -1,0 +1,1 @@
+"""Checkpoint layout, loaders for the Wan encoders, and tiny random checkpoints."""

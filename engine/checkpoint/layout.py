@@ -1,0 +1,99 @@
+"""Where the release's files live under a checkpoint directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CKPT_ENV = "POSEGEN_CKPT_PATH"
+
+VAE_FILE = "Wan2.1_VAE.pth"
+T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+TOKENIZER_DIR = "google/umt5-xxl"
+CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+BASE_DIT_DIR = "720p-81f-base"
+COND_DIT_DIR = "720p-81f-cond"
+DIT_CONFIG = "model_config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory or file is missing, unreadable or has the wrong contents."""
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    root: Path
+
+    @property
+    def vae(self) -> Path:
+        return self.root / VAE_FILE
+
+    @property
+    def text_encoder(self) -> Path:
+        return self.root / T5_FILE
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / TOKENIZER_DIR
+
+    @property
+    def image_encoder(self) -> Path:
+        return self.root / CLIP_FILE
+
+    @property
+    def base_dit(self) -> Path:
+        return self.root / BASE_DIT_DIR
+
+    @property
+    def cond_dit(self) -> Path:
+        return self.root / COND_DIT_DIR
+
+    def dit_dir(self, kind: str) -> Path:
+        """``kind`` is "base" (base and anchor chunks) or "cond" (transition chunks)."""
+        if kind not in ("base", "cond"):
+            raise ValueError(f"DiT kind must be 'base' or 'cond', got {kind!r}")
+        return self.base_dit if kind == "base" else self.cond_dit
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike[str] | None) -> Path:
+    """The explicit path if given, else $POSEGEN_CKPT_PATH; an error says how to get one."""
+    chosen = os.fspath(path) if path else os.environ.get(CKPT_ENV, "")
+    if not chosen:
+        raise CheckpointError(
+            f"no checkpoint directory: pass --ckpt DIR or set {CKPT_ENV}; "
+            "to try the engine without the release weights, run "
+            "`posegen ckpt make-tiny DIR` and point --ckpt at DIR")
+    root = Path(chosen).expanduser()
+    if not root.is_dir():
+        source = "--ckpt" if path else f"${CKPT_ENV}"
+        raise CheckpointError(f"checkpoint directory {root} (from {source}) does not exist "
+                              "or is not a directory")
+    return root
+
+
+def _missing_dit_files(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return [f"{folder}/ (folder with {DIT_CONFIG} and *.bin)"]
+    missing = []
+    if not (folder / DIT_CONFIG).is_file():
+        missing.append(str(folder / DIT_CONFIG))
+    if not any(folder.glob("*.bin")):
+        missing.append(f"{folder}/*.bin (DiT state dicts)")
+    return missing
+
+
+def check_layout(layout: CheckpointLayout) -> None:
+    """Raise one CheckpointError listing every missing file of the release layout."""
+    missing = [str(p) for p in (layout.vae, layout.text_encoder, layout.image_encoder)
+               if not p.is_file()]
+    if not layout.tokenizer.is_dir():
+        missing.append(f"{layout.tokenizer}/ (umT5 tokenizer folder)")
+    for folder in (layout.base_dit, layout.cond_dit):
+        missing += _missing_dit_files(folder)
+    if missing:
+        lines = "\n  ".join(missing)
+        raise CheckpointError(
+            f"checkpoint directory {layout.root} is incomplete; missing:\n  {lines}\n"
+            "Download the PoseGen release (Wan2.1-I2V-14B-720P files plus the two DiT "
+            "folders) into it, or run `posegen ckpt make-tiny DIR` for random tiny weights.")

@@ -1,0 +1,95 @@
+"""`posegen`: the engine's command line (generate, tiny checkpoint, sample inputs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.budget import BudgetError
+from engine.checkpoint.layout import CheckpointError
+from engine.chunk_plan import ChunkPlanError
+from engine.job import Job, JobError
+from engine.kv_cache import CacheMismatchError
+from engine.media import MediaError
+from engine.prompt import PromptError
+
+# Errors a user can fix: printed as one line, no traceback.
+USER_ERRORS = (BudgetError, CheckpointError, ChunkPlanError, JobError, CacheMismatchError,
+               MediaError, PromptError, FileNotFoundError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli_options import add_generation_options
+
+    p = argparse.ArgumentParser(prog="posegen", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate a long video in this process (resumable)")
+    g.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
+    g.add_argument("--out", type=Path, required=True, help="output/workspace directory")
+    g.add_argument("--restart", action="store_true",
+                   help="discard the chunks already in --out and start over")
+    add_generation_options(g)
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("ckpt", help="checkpoint tools")
+    csub = c.add_subparsers(dest="ckpt_command", required=True)
+    t = csub.add_parser("make-tiny", help="write a tiny random-weight checkpoint (for tests/demo)")
+    t.add_argument("dir", type=Path)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_make_tiny)
+
+    s = sub.add_parser("sample-inputs", help="write a synthetic reference image + pose/hand clips")
+    s.add_argument("dir", type=Path)
+    s.add_argument("--frames", type=int, default=300)
+    s.add_argument("--fps", type=float, default=30.0)
+    s.add_argument("--height", type=int, default=640)
+    s.add_argument("--width", type=int, default=360)
+    s.set_defaults(func=cmd_sample_inputs)
+    return p
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from engine.cli_options import budget_from_args, inputs_from_args, settings_from_args
+    from engine.cli_progress import ProgressPrinter
+
+    job = Job(args.out, inputs_from_args(args), settings_from_args(args), ckpt=args.ckpt,
+              device=args.device, budget=budget_from_args(args), progress=ProgressPrinter())
+    video = job.run(restart=args.restart)
+    print(video)
+    return 0
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from engine.checkpoint.tiny import make_tiny
+
+    make_tiny(args.dir, seed=args.seed)
+    print(f"tiny checkpoint (RANDOM weights) written to {args.dir}")
+    return 0
+
+
+def cmd_sample_inputs(args: argparse.Namespace) -> int:
+    from engine.sample_inputs import write_sample_inputs
+
+    paths = write_sample_inputs(args.dir, frames=args.frames, fps=args.fps, height=args.height,
+                                width=args.width)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"posegen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nposegen: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

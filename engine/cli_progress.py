@@ -1,0 +1,48 @@
+"""Progress output of `posegen generate`: one live line on a terminal, plain lines in logs."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from engine.progress import ProgressEvent, format_seconds
+
+
+class ProgressPrinter:
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self._line_open = False
+
+    def __call__(self, e: ProgressEvent) -> None:
+        if e.kind == "step":
+            sps = f"{e.seconds_per_step:.2f} s/step" if e.seconds_per_step else "-- s/step"
+            line = (f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) step {e.step}/{e.steps} "
+                    f"{_bar(e.step, e.steps)} {sps}  ETA chunk {format_seconds(e.eta_chunk)} "
+                    f"total {format_seconds(e.eta_total)}")
+            self._write(line, live=True)
+        elif e.kind == "chunk_start":
+            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) started")
+        elif e.kind == "chunk_done":
+            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) done "
+                        f"[{e.chunks_done}/{e.chunks_total} chunks]")
+        elif e.kind == "chunk_skipped":
+            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) already done, kept")
+        elif e.message:
+            self._write(e.message if e.kind != "merge_done" else f"merged: {e.message}")
+
+    def _write(self, text: str, live: bool = False) -> None:
+        if self.live and live:
+            self.stream.write("\r\033[K" + text)
+            self._line_open = True
+        else:
+            if self._line_open:
+                self.stream.write("\n")
+                self._line_open = False
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = int(width * done / total) if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + "]"

@@ -1,0 +1,427 @@
+"""One generation job: inputs + settings -> chunks on disk -> merged video.
+
+Workspace layout (everything a resume needs is here):
+
+    OUT/run.json                    settings and input fingerprints
+    OUT/conditions.safetensors      text features, CLIP tokens, reference latent
+    OUT/cache/anchor/               the anchor's K/V and keyword maps (+ manifest)
+    OUT/chunks/NNN/state.safetensors  latents after the last finished step
+    OUT/chunks/NNN/frames.npy       decoded frames, lossless (what neighbours read)
+    OUT/chunks/NNN/chunk.mp4        the same frames for people
+    OUT/chunks/NNN/done.json        written last: the chunk is finished
+    OUT/video.mp4                   the merged result
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.atomic import atomic_path, atomic_write_json
+from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
+from engine.chunk_plan import ChunkPlan, ChunkSpec, make_plan
+from engine.conditions import condition_clip, frame_mask
+from engine.kv_cache import AnchorCache, describe_changes
+from engine.kv_share import AnchorRecorder, BaseSharer, ShareSettings
+from engine.media import (
+    MediaError,
+    center_crop_resize,
+    load_frames,
+    read_image,
+    read_video,
+    save_frames,
+    to_uint8_frames,
+    write_mp4,
+)
+from engine.merge import merge_chunks
+from engine.model_set import ModelSet
+from engine.progress import EtaClock, ProgressCallback, ProgressEvent
+from engine.prompt import NEGATIVE_PROMPT, clean_prompt, find_keyword
+from engine.sampler import ChunkInputs, sample
+
+RUN_FILE = "run.json"
+CONDITIONS_FILE = "conditions.safetensors"
+
+
+class JobError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    image: Path
+    pose: Path
+    hand: Path
+    prompt: str
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    height: int = 1280
+    width: int = 720
+    frames: int = 81
+    head: int = 21
+    tail: int = 20
+    steps: int = 25
+    cfg_scale: float = 5.0
+    shift: float = 5.0
+    seed: int = 42
+    share_steps: tuple[int, int] = (0, 2)
+    share_blocks: tuple[int, int] = (34, 40)
+    max_block_idx: int = 10
+    use_mask: bool = True
+    anchor: int = 0
+    num_chunks: int | None = None
+    pad: bool = True
+    dtype: str = "auto"        # auto: bfloat16 on GPU, float32 on CPU
+
+    @property
+    def spec(self) -> ChunkSpec:
+        return ChunkSpec(self.frames, self.head, self.tail)
+
+    @property
+    def share(self) -> ShareSettings:
+        return ShareSettings(tuple(self.share_steps), tuple(self.share_blocks),
+                             self.max_block_idx, self.use_mask)
+
+    def validate(self) -> None:
+        self.spec.validate()
+        for name, v in (("--height", self.height), ("--width", self.width)):
+            if v < 16 or v % 16:
+                raise JobError(f"{name} {v}: must be a positive multiple of 16 "
+                               "(VAE 8x times DiT patch 2)")
+        if self.steps < 1:
+            raise JobError(f"--steps {self.steps}: need at least one sampling step")
+
+    def torch_dtype(self, device: str) -> torch.dtype:
+        name = self.dtype
+        if name == "auto":
+            name = "float32" if torch.device(device).type == "cpu" else "bfloat16"
+        try:
+            return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                    "float16": torch.float16}[name]
+        except KeyError:
+            raise JobError(f"--dtype {self.dtype}: use auto, float32, bfloat16 or float16"
+                           ) from None
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    role: str
+    seconds: float
+    steps_run: int
+    seconds_per_step: float | None
+    peak_vram_bytes: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Job:
+    def __init__(self, out_dir: str | Path, inputs: JobInputs, settings: JobSettings,
+                 ckpt: str | Path | None = None, device: str = "cpu",
+                 budget: int | None = None, progress: ProgressCallback | None = None,
+                 tiled_vae: bool | None = None) -> None:
+        self.out = Path(out_dir)
+        self.inputs = inputs
+        self.settings = settings
+        self.device = device
+        self.budget = budget
+        self.progress = progress or (lambda event: None)
+        self.layout = CheckpointLayout(resolve_checkpoint_dir(ckpt))
+        self.dtype = settings.torch_dtype(device)
+        self.tiled_vae = (torch.device(device).type != "cpu") if tiled_vae is None else tiled_vae
+        self.models: ModelSet | None = None
+        self.plan: ChunkPlan | None = None
+        self._pose: np.ndarray | None = None
+        self._hand: np.ndarray | None = None
+        self._fps = 0.0
+        self._cond: dict[str, torch.Tensor] | None = None
+        self._keyword_token = -1
+        self.clock: EtaClock | None = None
+        self._fingerprint: dict[str, Any] | None = None
+
+    # -- paths ---------------------------------------------------------------
+    def chunk_dir(self, i: int) -> Path:
+        return self.out / "chunks" / f"{i:03d}"
+
+    @property
+    def anchor_cache(self) -> AnchorCache:
+        return AnchorCache(self.out / "cache" / "anchor")
+
+    @property
+    def video_path(self) -> Path:
+        return self.out / "video.mp4"
+
+    def is_done(self, i: int) -> bool:
+        d = self.chunk_dir(i)
+        return (d / "done.json").exists() and (d / "frames.npy").exists()
+
+    # -- preparation ---------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> dict[str, Any]:
+        s = asdict(self.settings)
+        s["share_steps"] = list(self.settings.share_steps)
+        s["share_blocks"] = list(self.settings.share_blocks)
+        s["dtype"] = str(self.dtype).replace("torch.", "")
+        ckpt = {kind: file_digest(self.layout.dit_dir(kind) / "model_config.json")
+                for kind in ("base", "cond")}
+        return {
+            "settings": s,
+            "prompt": clean_prompt(self.inputs.prompt),
+            "image": file_digest(self.inputs.image),
+            "pose": file_digest(self.inputs.pose),
+            "hand": file_digest(self.inputs.hand),
+            "checkpoint": {"path": str(self.layout.root.resolve()), **ckpt},
+        }
+
+    def prepare(self, restart: bool = False) -> ChunkPlan:
+        """Validate everything, read the driving clips, plan, and claim the workspace."""
+        self.settings.validate()
+        check_layout(self.layout)
+        find_keyword(clean_prompt(self.inputs.prompt))  # fail before any heavy work
+        for name, path in (("--image", self.inputs.image), ("--pose", self.inputs.pose),
+                           ("--hand", self.inputs.hand)):
+            if not Path(path).is_file():
+                raise MediaError(f"{name} {path}: file not found")
+        fp = self.fingerprint()
+        run_file = self.out / RUN_FILE
+        if restart:
+            self.discard_outputs()
+        elif run_file.exists():
+            old = json.loads(run_file.read_text()).get("fingerprint", {})
+            if old != fp:
+                raise JobError(
+                    f"{self.out} holds a run with other inputs or settings "
+                    f"({describe_changes(_flat(old), _flat(fp))}). Use another --out, or "
+                    "pass --restart to discard that run's chunks and start over")
+        self._pose, self._fps = read_video(self.inputs.pose)
+        self._hand, _ = read_video(self.inputs.hand)
+        if len(self._hand) != len(self._pose):
+            raise MediaError(
+                f"{self.inputs.hand}: {len(self._hand)} frames but the pose video "
+                f"{self.inputs.pose} has {len(self._pose)}; both must be rendered from the same "
+                "driving video (posegen prepare writes matching clips)")
+        s = self.settings
+        self.plan = make_plan(len(self._pose), s.spec, s.num_chunks, s.anchor, s.pad)
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_file, {"fingerprint": fp, "fps": self._fps,
+                                     "num_chunks": self.plan.num_chunks,
+                                     "total_frames": self.plan.total_frames})
+        return self.plan
+
+    def discard_outputs(self) -> None:
+        """Remove this job's generated files (never the inputs or anything else)."""
+        for sub in ("chunks", "cache"):
+            shutil.rmtree(self.out / sub, ignore_errors=True)
+        for name in (RUN_FILE, CONDITIONS_FILE, "video.mp4"):
+            (self.out / name).unlink(missing_ok=True)
+
+    def _models(self) -> ModelSet:
+        if self.models is None:
+            self.models = ModelSet(self.layout, self.device, self.dtype, self.budget,
+                                   self.tiled_vae)
+        return self.models
+
+    def conditions(self) -> dict[str, torch.Tensor]:
+        """Job-wide conditions, computed once and kept on disk for resumes."""
+        if self._cond is not None:
+            return self._cond
+        path = self.out / CONDITIONS_FILE
+        prompt = clean_prompt(self.inputs.prompt)
+        _, char_pos = find_keyword(prompt)
+        if path.exists():
+            cond = load_file(str(path))
+        else:
+            models = self._models()
+            s = self.settings
+            (pos, neg), tokenizer = models.encode_texts([prompt, NEGATIVE_PROMPT])
+            image = center_crop_resize(read_image(self.inputs.image), s.height, s.width)
+            clip = models.encode_image(image)
+            ref = models.encode_video(image).float().cpu()
+            keyword = tokenizer.token_index_of_char(prompt, char_pos)
+            cond = {"text_pos": pos, "text_neg": neg, "clip": clip, "ref": ref,
+                    "keyword_token": torch.tensor([keyword])}
+            with atomic_path(path) as tmp:
+                save_file({k: v.contiguous() for k, v in cond.items()}, str(tmp))
+        self._keyword_token = int(cond["keyword_token"][0])
+        self._cond = cond
+        return cond
+
+    # -- chunks --------------------------------------------------------------
+    def anchor_settings(self) -> dict[str, Any]:
+        fp = self.fingerprint()
+        return {"fingerprint": hashlib.sha256(json.dumps(fp, sort_keys=True).encode()
+                                              ).hexdigest()[:16],
+                "seed": self.settings.seed, "steps": self.settings.steps,
+                "share_steps": list(self.settings.share_steps),
+                "share_blocks": list(self.settings.share_blocks),
+                "anchor": self.settings.anchor}
+
+    def run_chunk(self, i: int, *, should_stop: Callable[[], bool] | None = None,
+                  seed: int | None = None) -> ChunkResult | None:
+        """Generate chunk ``i`` (resuming its saved step); None if stopped early."""
+        plan = self._require_plan()
+        chunk = plan.chunks[i]
+        missing = [d for d in plan.dependencies(i) if not self.is_done(d)]
+        if missing:
+            raise JobError(f"chunk {i} needs chunks {missing} first")
+        s = self.settings
+        seed = s.seed if seed is None else seed
+        models = self._models()
+        cond = self.conditions()
+        dit = models.dit("cond" if chunk.role == "cond" else "base")
+        dev = models.device
+
+        head = tail = None
+        if chunk.role == "cond":
+            head = load_frames(self.chunk_dir(i - 1) / "frames.npy")[-s.head:]
+            tail = load_frames(self.chunk_dir(i + 1) / "frames.npy")[: s.tail]
+        pose = condition_clip(self._pose, plan, i, s.height, s.width, head, tail)
+        hand = condition_clip(self._hand, plan, i, s.height, s.width, head, tail)
+        mask = frame_mask(s.frames, s.height, s.width, s.head if head is not None else 0,
+                          s.tail if tail is not None else 0)
+        pose_lat = models.encode_video(pose)
+        hand_lat = models.encode_video(hand)
+        cond_in = torch.cat([mask[None].to(dev, self.dtype), pose_lat], dim=1)
+        with torch.no_grad():
+            clip = cond["clip"].to(dev, self.dtype)
+            inputs = ChunkInputs(
+                cond=cond_in, hand=hand_lat, ref=cond["ref"].to(dev, self.dtype),
+                context_pos=dit.embed_context(cond["text_pos"].to(dev, self.dtype), clip),
+                context_neg=dit.embed_context(cond["text_neg"].to(dev, self.dtype), clip))
+
+        grid = (pose_lat.shape[2], pose_lat.shape[3] // 2, pose_lat.shape[4] // 2)
+        hook = None
+        if chunk.role == "anchor":
+            self.anchor_cache.start(self.anchor_settings())
+            hook = AnchorRecorder(self.anchor_cache, s.share, self._keyword_token, grid)
+        elif chunk.role == "base":
+            self.anchor_cache.check(self.anchor_settings())
+            hook = BaseSharer(self.anchor_cache, s.share, self._keyword_token, grid, dev)
+        s.share.validate(s.steps, dit.cfg.num_layers)
+
+        state_path = self.chunk_dir(i) / "state.safetensors"
+        key = {"chunk": i, "seed": seed, "run": self.anchor_settings()["fingerprint"]}
+        t_start = time.perf_counter()
+        steps_run = 0
+        step_times: list[float] = []
+        self._emit("chunk_start", i, chunk.role)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+
+        def on_step(done: int, total: int, seconds: float) -> None:
+            nonlocal steps_run
+            steps_run += 1
+            step_times.append(seconds)
+            if self.clock is not None:
+                self.clock.step(seconds)
+            self._emit("step", i, chunk.role, step=done, steps=total)
+
+        latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
+                         shift=s.shift, device=dev, hook=hook, state_path=state_path,
+                         state_key=key, on_step=on_step, should_stop=should_stop)
+        if latents is None:
+            return None
+        frames = to_uint8_frames(models.decode(latents))
+        d = self.chunk_dir(i)
+        save_frames(d / "frames.npy", frames)
+        write_mp4(d / "chunk.mp4", frames, self._fps)
+        if chunk.role == "anchor":
+            self.anchor_cache.finish()
+        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+        result = ChunkResult(
+            index=i, role=chunk.role, seconds=time.perf_counter() - t_start,
+            steps_run=steps_run,
+            seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
+            peak_vram_bytes=peak,
+            extra={"seed": seed, "budget": self.budget,
+                   "foreground_fraction": (sum(hook.foreground_fraction)
+                                           / len(hook.foreground_fraction))
+                   if isinstance(hook, BaseSharer) and hook.foreground_fraction else None})
+        atomic_write_json(d / "done.json", asdict(result))
+        state_path.unlink(missing_ok=True)
+        self._emit("chunk_done", i, chunk.role, step=s.steps, steps=s.steps)
+        return result
+
+    def merge(self) -> Path:
+        plan = self._require_plan()
+        missing = [i for i in range(plan.num_chunks) if not self.is_done(i)]
+        if missing:
+            raise JobError(f"cannot merge: chunks {missing} are not done yet")
+        frames = [load_frames(self.chunk_dir(i) / "frames.npy") for i in range(plan.num_chunks)]
+        video = merge_chunks(frames, plan)
+        write_mp4(self.video_path, video, self._fps)
+        self._emit("merge_done", message=str(self.video_path))
+        return self.video_path
+
+    def run(self, restart: bool = False, should_stop: Callable[[], bool] | None = None
+            ) -> Path | None:
+        """Everything: anchor -> base -> cond -> merge, skipping finished chunks."""
+        plan = self.prepare(restart=restart)
+        todo = [i for i in plan.order() if not self.is_done(i)]
+        self.clock = EtaClock(total_steps=plan.num_chunks * self.settings.steps)
+        self.clock.skip((plan.num_chunks - len(todo)) * self.settings.steps)
+        self._emit("job_start", message=f"{len(todo)} of {plan.num_chunks} chunks to generate")
+        for i in plan.order():
+            if self.is_done(i):
+                self._emit("chunk_skipped", i, plan.chunks[i].role)
+                continue
+            if self.run_chunk(i, should_stop=should_stop) is None:
+                return None
+        return self.merge()
+
+    # -- helpers -------------------------------------------------------------
+    def _require_plan(self) -> ChunkPlan:
+        if self.plan is None:
+            self.prepare()
+        assert self.plan is not None
+        return self.plan
+
+    def _emit(self, kind: str, chunk: int = -1, role: str = "", step: int = 0,
+              steps: int = 0, message: str = "") -> None:
+        plan = self.plan
+        total = plan.num_chunks if plan else 0
+        done = sum(self.is_done(i) for i in range(total)) if plan else 0
+        clock = self.clock
+        eta_chunk = eta_total = sps = None
+        if clock is not None:
+            sps = clock.seconds_per_step
+            if steps:
+                eta_chunk = clock.eta(steps - step)
+            eta_total = clock.eta(clock.remaining)
+        self.progress(ProgressEvent(kind=kind, chunk=chunk, role=role, step=step, steps=steps,
+                                    chunks_done=done, chunks_total=total,
+                                    seconds_per_step=sps, eta_chunk=eta_chunk,
+                                    eta_total=eta_total, message=message))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

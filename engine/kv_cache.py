@@ -1,0 +1,127 @@
+"""On-disk cache of what base chunks read from the anchor chunk.
+
+Per share step and block: the anchor's self-attention K and V (after norm and
+RoPE, video + reference tokens), one file per CFG pass. Per share step: the
+anchor's keyword maps, one (f, h, w) map per map block. Nothing else is kept
+(the release saves every block's full cross-attention q and k).
+
+Files are safetensors written atomically; `manifest.json` records the settings
+that produced them, so a cache made under other settings is refused with a
+message that names what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.atomic import atomic_path, atomic_write_json
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+class CacheMismatchError(RuntimeError):
+    """The cache on disk was made with other settings than this run's."""
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(changes)
+
+
+class AnchorCache:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # -- manifest -------------------------------------------------------------
+    def manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+
+    def start(self, settings: dict[str, Any]) -> None:
+        """Begin (or continue) writing a cache for ``settings``.
+
+        A cache from other settings is stale: its files are removed so no base
+        chunk can ever read them.
+        """
+        current = self.manifest()
+        if current is not None and current.get("settings") == settings:
+            return
+        self.clear()
+        atomic_write_json(self.root / MANIFEST,
+                          {"format": FORMAT, "settings": settings, "complete": False})
+
+    def finish(self) -> None:
+        m = self.manifest() or {}
+        m["complete"] = True
+        m["files"] = {p.name: p.stat().st_size for p in sorted(self.root.glob("*.safetensors"))}
+        atomic_write_json(self.root / MANIFEST, m)
+
+    def check(self, settings: dict[str, Any]) -> None:
+        """Raise unless a complete cache for exactly ``settings`` is on disk."""
+        m = self.manifest()
+        if m is None or not m.get("complete"):
+            raise CacheMismatchError(
+                f"{self.root}: no complete anchor cache; the anchor chunk must finish first "
+                "(re-run the same command to resume it)")
+        if m.get("settings") != settings:
+            raise CacheMismatchError(
+                f"{self.root}: anchor cache was made with other settings "
+                f"({describe_changes(m.get('settings', {}), settings)}); "
+                "the anchor chunk must be generated again for these settings")
+
+    def clear(self) -> None:
+        if self.root.exists():
+            for p in self.root.iterdir():
+                if p.is_file():
+                    p.unlink()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob("*") if p.is_file())
+
+    # -- tensors --------------------------------------------------------------
+    def kv_path(self, step: int, block: int, cfg_pass: str) -> Path:
+        return self.root / f"kv_s{step:03d}_b{block:03d}_{cfg_pass}.safetensors"
+
+    def maps_path(self, step: int) -> Path:
+        return self.root / f"maps_s{step:03d}.safetensors"
+
+    def save_kv(self, step: int, block: int, cfg_pass: str, k: torch.Tensor,
+                v: torch.Tensor) -> None:
+        tensors = {"k": k.detach().contiguous().cpu(), "v": v.detach().contiguous().cpu()}
+        with atomic_path(self.kv_path(step, block, cfg_pass)) as tmp:
+            save_file(tensors, str(tmp))
+
+    def load_kv(self, step: int, block: int, cfg_pass: str, device: torch.device | str
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.kv_path(step, block, cfg_pass)
+        try:
+            t = load_file(str(path), device=str(device))
+        except FileNotFoundError:
+            raise CacheMismatchError(f"{path}: missing from the anchor cache; generate the "
+                                     "anchor chunk again (posegen retry ... or --restart)"
+                                     ) from None
+        return t["k"], t["v"]
+
+    def save_maps(self, step: int, maps: dict[int, torch.Tensor]) -> None:
+        tensors = {f"block_{b}": m.detach().float().contiguous().cpu() for b, m in maps.items()}
+        with atomic_path(self.maps_path(step)) as tmp:
+            save_file(tensors, str(tmp))
+
+    def load_maps(self, step: int, device: torch.device | str) -> dict[int, torch.Tensor]:
+        path = self.maps_path(step)
+        try:
+            t = load_file(str(path), device=str(device))
+        except FileNotFoundError:
+            raise CacheMismatchError(f"{path}: missing from the anchor cache; generate the "
+                                     "anchor chunk again") from None
+        return {int(k.split("_")[1]): v for k, v in t.items()}

@@ -1,0 +1,152 @@
+"""Background sharing between base chunks (spec section 5), as DiT attention hooks.
+
+The anchor chunk records, at share steps: self-attention K/V in share blocks
+(both CFG passes) and its keyword map in every map block (positive pass). A base
+chunk, at share steps and in share blocks, lets its background tokens attend to
+the anchor's K/V; the foreground, where the person is, keeps its own attention.
+The foreground is the union of Otsu masks of the anchor's and this chunk's
+averaged keyword maps. The negative pass reuses the positive pass's masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.kv_cache import AnchorCache
+from engine.models.attention import keyword_map, otsu_foreground, shared_attention
+
+POSITIVE, NEGATIVE = "pos", "neg"
+
+
+@dataclass(frozen=True)
+class ShareSettings:
+    steps: tuple[int, int] = (0, 2)
+    blocks: tuple[int, int] = (34, 40)
+    max_block_idx: int = 10
+    use_mask: bool = True
+
+    def share_step(self, step: int) -> bool:
+        return self.steps[0] <= step < self.steps[1]
+
+    def share_block(self, block: int) -> bool:
+        return self.blocks[0] <= block < self.blocks[1]
+
+    def validate(self, num_steps: int, num_layers: int) -> None:
+        s0, s1 = self.steps
+        b0, b1 = self.blocks
+        if not 0 <= s0 < s1 <= num_steps:
+            raise ValueError(f"-s {s0} {s1}: share steps must satisfy 0 <= start < end <= "
+                             f"{num_steps} (the number of sampling steps)")
+        if not 0 <= b0 < b1 <= num_layers:
+            raise ValueError(f"-b {b0} {b1}: share blocks must satisfy 0 <= start < end <= "
+                             f"{num_layers} (the DiT's number of blocks)")
+
+
+class _StepHook:
+    """Tracks the step and CFG pass the sampler is in."""
+
+    def __init__(self, settings: ShareSettings, keyword_token: int,
+                 grid: tuple[int, int, int]) -> None:
+        self.settings = settings
+        self.keyword_token = keyword_token
+        self.grid = grid
+        self.step = -1
+        self.cfg_pass = POSITIVE
+
+    def begin(self, step: int, cfg_pass: str) -> None:
+        self.step, self.cfg_pass = step, cfg_pass
+
+    @property
+    def sharing(self) -> bool:
+        return self.settings.share_step(self.step)
+
+    def wants_keyword_map(self, block: int) -> bool:
+        return (self.sharing and self.cfg_pass == POSITIVE and self.settings.use_mask
+                and block <= self.settings.max_block_idx)
+
+    def _map(self, q_video: torch.Tensor, k_text: torch.Tensor) -> torch.Tensor:
+        return keyword_map(q_video, k_text[:, self.keyword_token], self.grid)
+
+
+class AnchorRecorder(_StepHook):
+    def __init__(self, cache: AnchorCache, settings: ShareSettings, keyword_token: int,
+                 grid: tuple[int, int, int]) -> None:
+        super().__init__(settings, keyword_token, grid)
+        self.cache = cache
+        self._maps: dict[int, torch.Tensor] = {}
+
+    def self_attention(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       n_video: int) -> torch.Tensor | None:
+        if self.sharing and self.settings.share_block(block):
+            self.cache.save_kv(self.step, block, self.cfg_pass, k, v)
+        return None
+
+    def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:
+        self._maps[block] = self._map(q_video, k_text)
+
+    def end_forward(self) -> None:
+        if self._maps:
+            self.cache.save_maps(self.step, self._maps)
+        self._maps = {}
+
+
+class BaseSharer(_StepHook):
+    def __init__(self, cache: AnchorCache, settings: ShareSettings, keyword_token: int,
+                 grid: tuple[int, int, int], device: torch.device | str) -> None:
+        super().__init__(settings, keyword_token, grid)
+        self.cache = cache
+        self.device = device
+        self._own: dict[int, torch.Tensor] = {}
+        self._anchor: dict[int, torch.Tensor] = {}
+        self._anchor_step = -1
+        self._masks: dict[tuple[int, int], torch.Tensor] = {}  # (step, block) -> foreground
+        self.foreground_fraction: list[float] = []
+
+    def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:
+        self._own[block] = self._map(q_video, k_text)
+
+    def _anchor_maps(self) -> dict[int, torch.Tensor]:
+        if self._anchor_step != self.step:
+            self._anchor = self.cache.load_maps(self.step, self.device)
+            self._anchor_step = self.step
+        return self._anchor
+
+    def foreground(self, block: int) -> torch.Tensor:
+        """Union of the Otsu masks of the averaged anchor and own maps at ``block``.
+
+        The anchor's maps are all known before this forward, so its average
+        covers map blocks up to and including ``block``; this chunk's own maps
+        exist only for blocks already run (< block). Where none exists yet (a
+        share block range starting at 0), the anchor's map is used alone.
+        """
+        anchor = self._anchor_maps()
+        limit = min(block, self.settings.max_block_idx)
+        a = [m for b, m in sorted(anchor.items()) if b <= limit]
+        if not a:
+            a = [anchor[min(anchor)]]
+        fg = otsu_foreground(torch.stack(a).mean(0))
+        own = [m for b, m in sorted(self._own.items()) if b < block]
+        if own:
+            fg = fg | otsu_foreground(torch.stack(own).mean(0))
+        return fg
+
+    def self_attention(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       n_video: int) -> torch.Tensor | None:
+        if not (self.sharing and self.settings.share_block(block)):
+            return None
+        k_a, v_a = self.cache.load_kv(self.step, block, self.cfg_pass, q.device)
+        fg = None
+        if self.settings.use_mask:
+            key = (self.step, block)
+            if self.cfg_pass == POSITIVE or key not in self._masks:
+                self._masks[key] = self.foreground(block)
+                self.foreground_fraction.append(float(self._masks[key].float().mean()))
+            fg = self._masks[key]
+        return shared_attention(q, k, v, k_a.to(q.dtype), v_a.to(q.dtype), fg, n_video)
+
+    def end_forward(self) -> None:
+        self._own = {}
+        if self.cfg_pass == NEGATIVE:
+            self._masks = {k: m for k, m in self._masks.items() if k[0] > self.step}

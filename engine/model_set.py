@@ -1,0 +1,95 @@
+"""The models one worker holds: encoders once per job, one DiT at a time."""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from engine.budget import Placement, apply_budget
+from engine.checkpoint import encoders
+from engine.checkpoint.dit_loader import load_dit
+from engine.checkpoint.layout import CheckpointLayout
+from engine.models.dit import PoseGenDiT
+
+
+class ModelSet:
+    def __init__(self, layout: CheckpointLayout, device: str, dtype: torch.dtype,
+                 budget: int | None, tiled_vae: bool = False) -> None:
+        self.layout = layout
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.budget = budget
+        self.tiled_vae = tiled_vae
+        self._vae = None
+        self._dit: PoseGenDiT | None = None
+        self._dit_kind = ""
+        self.placement: Placement | None = None
+        self.dit_switches = 0
+
+    @property
+    def vae(self):
+        if self._vae is None:
+            self._vae = encoders.load_vae(self.layout.vae, device=self.device,
+                                          dtype=self.vae_dtype)
+        return self._vae
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return torch.float32 if self.device.type == "cpu" else torch.bfloat16
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(3, F, H, W) in [-1, 1] -> (1, 16, latent F, H/8, W/8) on the device."""
+        latents = encoders.vae_encode(self.vae, video.to(self.vae_dtype), self.device,
+                                      self.tiled_vae)
+        return latents.unsqueeze(0).to(self.device, self.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        video = encoders.vae_decode(self.vae, latents[0].to(self.vae_dtype), self.device,
+                                    self.tiled_vae)
+        return video.float().cpu()
+
+    def encode_texts(self, texts: list[str]) -> tuple[list[torch.Tensor], object]:
+        """T5 features of each text, and the tokenizer (for keyword positions).
+
+        The text encoder is freed afterwards: at full size it is 11 GB the DiT needs.
+        """
+        tokenizer = encoders.load_tokenizer(self.layout.tokenizer)
+        t5 = encoders.load_text_encoder(self.layout.text_encoder, device=self.device,
+                                        dtype=self.dtype)
+        with torch.no_grad():
+            feats = [encoders.encode_prompt(t5, tokenizer, t, self.device).float().cpu()
+                     for t in texts]
+        del t5
+        self._free()
+        return feats, tokenizer
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """CLIP tokens (1, 257, 1280) of the reference image (3, 1, H, W) in [-1, 1]."""
+        clip = encoders.load_image_encoder(self.layout.image_encoder, device=self.device,
+                                           dtype=self.dtype)
+        with torch.no_grad():
+            tokens = encoders.encode_image(clip, image.to(self.dtype), self.device).float().cpu()
+        del clip
+        self._free()
+        return tokens
+
+    def dit(self, kind: str) -> PoseGenDiT:
+        """The base or cond DiT, loading it (and dropping the other) on a switch."""
+        if self._dit is None or self._dit_kind != kind:
+            if self._dit is not None:
+                self.dit_switches += 1
+            self._dit = None
+            self._free()
+            model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype)
+            if self.device.type == "cpu":
+                self.placement = None
+            else:
+                self.placement = apply_budget(model, self.budget, self.device, self.dtype)
+            self._dit, self._dit_kind = model, kind
+        return self._dit
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,86 @@
+"""Attention kernels and the pieces of PoseGen's background sharing.
+
+Tensors are laid out (batch, tokens, heads, head_dim). Nothing here builds a
+token x token mask: the shared attention gathers the query rows whose output
+is kept and attends only with those.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+OTSU_BINS = 256
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention; returns (B, n, heads*head_dim)."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2).flatten(2)
+
+
+def keyword_map(q: torch.Tensor, k_keyword: torch.Tensor, grid: tuple[int, int, int]
+                ) -> torch.Tensor:
+    """Cross-attention score of every video query against the keyword key.
+
+    q: (1, n_video, heads, d); k_keyword: (1, heads, d). Returns (f, h, w) float32:
+    the head-mean of q.k/sqrt(d) (no softmax), min-max normalised per frame.
+    """
+    scale = q.shape[-1] ** -0.5
+    scores = torch.einsum("bnhd,bhd->bnh", q.float(), k_keyword.float()) * scale
+    m = scores.mean(dim=-1)[0].reshape(grid)
+    lo = m.amin(dim=(1, 2), keepdim=True)
+    hi = m.amax(dim=(1, 2), keepdim=True)
+    return (m - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def otsu_foreground(maps: torch.Tensor) -> torch.Tensor:
+    """Binarise each frame of ``maps`` (f, h, w), values in [0, 1], by Otsu's threshold.
+
+    Values fall in 256 equal bins over [0, 1]; the split after bin t that
+    maximises the between-class variance w0*w1*(m0-m1)^2 wins (the first
+    maximum on ties); foreground is every value in a bin above t.
+    """
+    f = maps.shape[0]
+    flat = maps.reshape(f, -1).float().clamp(0.0, 1.0)
+    bins = (flat * OTSU_BINS).long().clamp_(max=OTSU_BINS - 1)
+    hist = torch.zeros(f, OTSU_BINS, dtype=torch.float64, device=maps.device)
+    hist.scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float64))
+    centers = (torch.arange(OTSU_BINS, dtype=torch.float64, device=maps.device) + 0.5) / OTSU_BINS
+    w0 = hist.cumsum(1)
+    s0 = (hist * centers).cumsum(1)
+    total_w = w0[:, -1:]
+    total_s = s0[:, -1:]
+    w1 = total_w - w0
+    m0 = s0 / w0.clamp_min(1e-12)
+    m1 = (total_s - s0) / w1.clamp_min(1e-12)
+    between = w0 * w1 * (m0 - m1) ** 2
+    between[:, -1] = -1.0  # a split after the last bin leaves class 1 empty
+    t = between.argmax(dim=1, keepdim=True)
+    return (bins > t).reshape(maps.shape)
+
+
+def shared_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     k_anchor: torch.Tensor, v_anchor: torch.Tensor,
+                     foreground: torch.Tensor | None, n_video: int) -> torch.Tensor:
+    """Self-attention output with the background taken from the anchor chunk.
+
+    Foreground video tokens (``foreground``, bool over the n_video video tokens)
+    attend to this chunk's own k/v; background video tokens and the reference
+    tokens after them attend to the anchor's cached k/v. With ``foreground``
+    None (mask off) every token takes the anchor output. Each row is computed
+    once, by the attention whose output is kept.
+    """
+    if foreground is None:
+        return attention(q, k_anchor, v_anchor)
+    n = q.shape[1]
+    own = torch.zeros(n, dtype=torch.bool, device=q.device)
+    own[:n_video] = foreground.reshape(-1).to(q.device)
+    out = q.new_empty(q.shape[0], n, q.shape[2] * q.shape[3])
+    own_idx = own.nonzero().squeeze(1)
+    shared_idx = (~own).nonzero().squeeze(1)
+    if own_idx.numel():
+        out[:, own_idx] = attention(q[:, own_idx], k, v)
+    if shared_idx.numel():
+        out[:, shared_idx] = attention(q[:, shared_idx], k_anchor, v_anchor)
+    return out

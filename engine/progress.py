@@ -1,0 +1,64 @@
+"""Progress events of a generation, and an ETA from the steps measured so far."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    kind: str             # job_start | chunk_start | step | chunk_done | chunk_skipped | merge_done
+    chunk: int = -1
+    role: str = ""
+    step: int = 0
+    steps: int = 0
+    chunks_done: int = 0
+    chunks_total: int = 0
+    seconds_per_step: float | None = None
+    eta_chunk: float | None = None
+    eta_total: float | None = None
+    message: str = ""
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class EtaClock:
+    """Mean seconds per step over the steps run in this process (resumed ones excluded)."""
+
+    total_steps: int
+    done_steps: int = 0
+    _measured: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self, seconds: float) -> None:
+        self._measured.append(seconds)
+        self.done_steps += 1
+
+    def skip(self, steps: int) -> None:
+        self.done_steps += steps
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        recent = self._measured[-20:]
+        return sum(recent) / len(recent) if recent else None
+
+    def eta(self, remaining_steps: int) -> float | None:
+        sps = self.seconds_per_step
+        return None if sps is None else sps * remaining_steps
+
+    @property
+    def remaining(self) -> int:
+        return max(self.total_steps - self.done_steps, 0)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
