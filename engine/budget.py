@@ -7,6 +7,7 @@ on the GPU, the rest live in CPU memory and are copied in at each forward.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -33,10 +34,12 @@ def parse_budget(text: str | int | None) -> int | None:
         return None
     m = re.fullmatch(_NUMBER + r"\s*\*\s*10\s*\*\*\s*(\d+)", s)
     if m:
-        return _whole(float(m.group(1)) * 10 ** int(m.group(2)), text)
+        # float() parses any exponent (huge ones give inf); 10 ** int(...) could overflow
+        # the float conversion or take forever on a long exponent.
+        return _whole(float(f"{m.group(1)}e{m.group(2)}"), text)
     m = re.fullmatch(_NUMBER + r"(?:e(\d+))?\s*([kmgbt]?)", s)
     if m:
-        value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SUFFIX[m.group(3)]
+        value = float(f"{m.group(1)}e{m.group(2) or 0}") * _SUFFIX[m.group(3)]
         return _whole(value, text)
     raise BudgetError(f"-p {text!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9, "
                       "4000000000 or none (all parameters on the GPU)")
@@ -45,6 +48,8 @@ def parse_budget(text: str | int | None) -> int | None:
 def _whole(value: float, text: str) -> int:
     if value < 0:
         raise BudgetError(f"-p {text!r}: the budget cannot be negative")
+    if not math.isfinite(value):
+        raise BudgetError(f"-p {text!r}: too large; write none for no limit")
     return int(round(value))
 
 

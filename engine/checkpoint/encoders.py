@@ -230,19 +230,26 @@ class PromptTokenizer:
         return enc["input_ids"].long(), enc["attention_mask"].long()
 
     def token_index_of_char(self, text: str, char_pos: int) -> int:
-        """Index (into ``__call__``'s ids) of the token covering ``text[char_pos]``.
+        """Index (into ``__call__``'s ids for ``text``) of the token covering ``text[char_pos]``.
 
-        ``text`` must already be cleaned (``clean(prompt)``), so that positions found in
-        it are positions in what is tokenized.
+        ``text`` is what would be passed to ``__call__`` (raw or already cleaned); the
+        position is carried through the cleaning.
         """
-        if self.clean(text) != text:
-            raise ValueError("token_index_of_char needs the cleaned text: pass "
-                             "tokenizer.clean(prompt) and a position in it")
         if not 0 <= char_pos < len(text) or text[char_pos].isspace():
             raise ValueError(f"character position {char_pos} is not on a word of {text!r}")
-        offsets = self._encode(text, return_offsets_mapping=True)["offset_mapping"][0].tolist()
-        for index, (start, end) in enumerate(offsets):
-            if start <= char_pos < end:
+        cleaned = self.clean(text)
+        pos = char_pos
+        if cleaned != text:
+            # Cleaning acts locally (whitespace runs, entities, character fixes), so the
+            # cleaned prefix ends where the character lands; the sentinel keeps the
+            # prefix's trailing space from being stripped.
+            pos = len(self.clean(text[:char_pos] + "x")) - 1
+            if not (0 <= pos < len(cleaned) and cleaned[pos] == text[char_pos]):
+                raise ValueError(f"cannot locate character {char_pos} of {text!r} in the "
+                                 f"cleaned prompt {cleaned!r}")
+        offsets = self._encode(cleaned, return_offsets_mapping=True)["offset_mapping"][0]
+        for index, (start, end) in enumerate(offsets.tolist()):
+            if start <= pos < end:
                 return index
         raise ValueError(f"character {char_pos} of the prompt falls past the "
                          f"{self.seq_len}-token limit")

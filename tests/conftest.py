@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny random-weight checkpoint and synthetic inputs, made once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small sizes the tiny checkpoint is meant for: 64x32 pixels, 17-frame chunks.
+TINY_ARGS = ["--height", "64", "--width", "32", "--frames", "17", "--head", "5", "--tail", "4",
+             "-s", "0", "2", "-b", "2", "4"]
+SAMPLE_FRAMES = 60  # with 17/5/4 chunks: K = 5
+SAMPLE_FPS = 30
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.checkpoint.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("tiny-ckpt")
+    make_tiny(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.sample_inputs import write_sample_inputs
+
+    root = tmp_path_factory.mktemp("inputs")
+    write_sample_inputs(root, frames=SAMPLE_FRAMES, fps=SAMPLE_FPS, height=128, width=64)
+    return root
+
+
+def posegen_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+def generate_args(ckpt: Path, inputs: Path, out: Path, *extra: str) -> list[str]:
+    return posegen_cmd(
+        "generate", "--ckpt", str(ckpt), "--image", str(inputs / "reference.png"),
+        "--pose", str(inputs / "pose.mp4"), "--hand", str(inputs / "hand.mp4"),
+        "--prompt-file", str(inputs / "prompt.txt"), "--out", str(out), *TINY_ARGS, *extra)
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
