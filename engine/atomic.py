@@ -7,8 +7,10 @@ never a torn write, whatever kills the process in between.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,10 +38,28 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if _is_disk_full(e, target.parent):
+            raise DiskFullError(errno.ENOSPC, "No space left on device", str(target)) from e
         raise
+
+
+class DiskFullError(OSError):
+    """A write failed because its disk is full (whatever library did the writing)."""
+
+
+def _is_disk_full(e: BaseException, folder: Path) -> bool:
+    if isinstance(e, DiskFullError):
+        return False  # already converted further down
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+        return True
+    # Some writers (numpy) report only a short write; check the disk itself.
+    if isinstance(e, OSError):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < 1 << 20
+    return False
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -20,10 +20,13 @@ USER_ERRORS = (BudgetError, CheckpointError, ChunkPlanError, JobError, CacheMism
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli_options import add_generation_options
-
     p = argparse.ArgumentParser(prog="posegen", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    add_engine_commands(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def add_engine_commands(sub: argparse._SubParsersAction) -> None:
+    from engine.cli_options import add_generation_options
 
     g = sub.add_parser("generate", help="generate a long video in this process (resumable)")
     g.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
@@ -47,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=640)
     s.add_argument("--width", type=int, default=360)
     s.set_defaults(func=cmd_sample_inputs)
-    return p
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

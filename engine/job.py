@@ -270,11 +270,22 @@ class Job:
         return cond
 
     # -- chunks --------------------------------------------------------------
-    def anchor_settings(self) -> dict[str, Any]:
+    def run_id(self) -> str:
         fp = self.fingerprint()
-        return {"fingerprint": hashlib.sha256(json.dumps(fp, sort_keys=True).encode()
-                                              ).hexdigest()[:16],
-                "seed": self.settings.seed, "steps": self.settings.steps,
+        return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+    def anchor_seed(self) -> int:
+        """The seed the finished anchor was made with (a retry may have changed it)."""
+        done = self.chunk_dir(self.settings.anchor) / "done.json"
+        if done.exists():
+            return int(json.loads(done.read_text()).get("extra", {}).get("seed",
+                                                                          self.settings.seed))
+        return self.settings.seed
+
+    def anchor_settings(self, seed: int) -> dict[str, Any]:
+        """What the anchor cache depends on; a base chunk checks it before reading."""
+        return {"fingerprint": self.run_id(),
+                "seed": seed, "steps": self.settings.steps,
                 "share_steps": list(self.settings.share_steps),
                 "share_blocks": list(self.settings.share_blocks),
                 "anchor": self.settings.anchor}
@@ -315,15 +326,15 @@ class Job:
         grid = (pose_lat.shape[2], pose_lat.shape[3] // 2, pose_lat.shape[4] // 2)
         hook = None
         if chunk.role == "anchor":
-            self.anchor_cache.start(self.anchor_settings())
+            self.anchor_cache.start(self.anchor_settings(seed))
             hook = AnchorRecorder(self.anchor_cache, s.share, self._keyword_token, grid)
         elif chunk.role == "base":
-            self.anchor_cache.check(self.anchor_settings())
+            self.anchor_cache.check(self.anchor_settings(self.anchor_seed()))
             hook = BaseSharer(self.anchor_cache, s.share, self._keyword_token, grid, dev)
         s.share.validate(s.steps, dit.cfg.num_layers)
 
         state_path = self.chunk_dir(i) / "state.safetensors"
-        key = {"chunk": i, "seed": seed, "run": self.anchor_settings()["fingerprint"]}
+        key = {"chunk": i, "seed": seed, "run": self.run_id()}
         t_start = time.perf_counter()
         steps_run = 0
         step_times: list[float] = []
@@ -364,6 +375,20 @@ class Job:
         state_path.unlink(missing_ok=True)
         self._emit("chunk_done", i, chunk.role, step=s.steps, steps=s.steps)
         return result
+
+    def release_models(self) -> None:
+        """Drop every model so a paused worker holds no GPU memory."""
+        if self.models is not None:
+            self.models.release()
+        self.models = None
+
+    def invalidate(self, indices: list[int]) -> None:
+        """Forget chunks' results so they are generated again (retry)."""
+        for i in indices:
+            d = self.chunk_dir(i)
+            for name in ("done.json", "state.safetensors"):
+                (d / name).unlink(missing_ok=True)
+        self.video_path.unlink(missing_ok=True)
 
     def merge(self) -> Path:
         plan = self._require_plan()

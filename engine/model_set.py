@@ -89,6 +89,12 @@ class ModelSet:
             self._dit, self._dit_kind = model, kind
         return self._dit
 
+    def release(self) -> None:
+        self._vae = None
+        self._dit = None
+        self._dit_kind = ""
+        self._free()
+
     def _free(self) -> None:
         gc.collect()
         if self.device.type == "cuda":

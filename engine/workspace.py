@@ -1,0 +1,43 @@
+"""Disk usage of a job workspace by kind, and which cache files are safe to clear."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+KINDS = {
+    "anchor cache (K/V, maps)": "cache/anchor/*",
+    "resume states": "chunks/*/state.safetensors",
+    "chunk frames (lossless)": "chunks/*/frames.npy",
+    "chunk previews (mp4)": "chunks/*/chunk.mp4",
+    "conditions": "conditions.safetensors",
+    "video": "video.mp4",
+}
+
+
+def disk_usage(out: str | Path) -> dict[str, int]:
+    out = Path(out)
+    return {kind: sum(p.stat().st_size for p in out.glob(pattern) if p.is_file())
+            for kind, pattern in KINDS.items()}
+
+
+def clearable(out: str | Path, chunks: Mapping[int, tuple[str, str]]) -> list[Path]:
+    """Files no unfinished chunk still needs. ``chunks``: index -> (role, status).
+
+    The anchor's cache is read by base chunks: it goes once every base chunk is
+    done. Conditions go once every chunk is done. Resume states of finished
+    chunks are leftovers. Frames stay: they are the results the merge reads.
+    """
+    out = Path(out)
+    done = {i for i, (_, status) in chunks.items() if status == "done"}
+    bases = {i for i, (role, _) in chunks.items() if role == "base"}
+    files: list[Path] = []
+    if chunks and bases <= done:
+        files += [p for p in (out / "cache" / "anchor").glob("*") if p.is_file()]
+    if chunks and len(done) == len(chunks):
+        files += [p for p in [out / "conditions.safetensors"] if p.exists()]
+    for i in done:
+        state = out / "chunks" / f"{i:03d}" / "state.safetensors"
+        if state.exists():
+            files.append(state)
+    return files

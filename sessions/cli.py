@@ -1,0 +1,350 @@
+"""`posegen`: generate in one process, or manage background sessions.
+
+Engine commands (generate, ckpt, sample-inputs) plus the session commands:
+init, session new, start, status, logs, pause, resume, stop, retry, merge,
+cache, wait. The database and workspaces live in $POSEGEN_HOME (default: the
+platform's user data dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.cli import USER_ERRORS, add_engine_commands
+from sessions.store import StoreError
+
+FRAMINGS = {"close-up": ((0, 1), (34, 40)), "half-body": ((0, 2), (34, 40)),
+            "full-body": ((0, 4), (32, 40)), "distant": ((0, 4), (30, 40))}
+
+
+def _store():
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    return Store(db_path())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli_options import add_generation_options
+
+    p = argparse.ArgumentParser(prog="posegen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    add_engine_commands(sub)
+
+    i = sub.add_parser("init", help="create a project from a reference image and clips")
+    i.add_argument("project")
+    i.add_argument("--image", type=Path, required=True)
+    i.add_argument("--pose", type=Path, required=True)
+    i.add_argument("--hand", type=Path, required=True)
+    i.add_argument("--driving", type=Path, help="the driving video the clips came from")
+    src = i.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt")
+    src.add_argument("--prompt-file", type=Path)
+    i.add_argument("--framing", choices=sorted(FRAMINGS),
+                   help="framing of the reference; picks the default -s/-b of its sessions")
+    i.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("session", help="sessions of a project")
+    ssub = s.add_subparsers(dest="session_command", required=True)
+    n = ssub.add_parser("new", help="create a session (a generation run) of a project")
+    n.add_argument("project")
+    n.add_argument("--name")
+    n.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
+    n.add_argument("--gpus", help="GPU indices for its workers, e.g. 0,1 (default: --device)")
+    n.add_argument("--json", action="store_true")
+    add_generation_options(n, with_inputs=False)
+    n.set_defaults(func=cmd_session_new, share_steps=None, share_blocks=None)
+
+    st = sub.add_parser("start", help="start background workers for a session")
+    _worker_options(st)
+    st.set_defaults(func=cmd_start)
+    r = sub.add_parser("resume", help="continue a paused, stopped or crashed session")
+    _worker_options(r)
+    r.set_defaults(func=cmd_resume)
+    for name, helptext in (("pause", "pause at the next step boundary (frees the GPU)"),
+                           ("stop", "stop at the next step boundary")):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("session", type=int)
+        c.set_defaults(func=cmd_pause_stop, kind=name)
+
+    stt = sub.add_parser("status", help="sessions overview, or one session")
+    stt.add_argument("session", type=int, nargs="?")
+    stt.add_argument("--json", action="store_true")
+    stt.set_defaults(func=cmd_status)
+    lg = sub.add_parser("logs", help="a session's events and worker log")
+    lg.add_argument("session", type=int)
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-n", "--lines", type=int, default=40)
+    lg.set_defaults(func=cmd_logs)
+    rt = sub.add_parser("retry", help="generate one chunk again (and what depends on it)")
+    rt.add_argument("session", type=int)
+    rt.add_argument("chunk", type=int)
+    rt.add_argument("--seed", type=int)
+    rt.set_defaults(func=cmd_retry)
+    m = sub.add_parser("merge", help="merge the finished chunks into video.mp4")
+    m.add_argument("session", type=int)
+    m.set_defaults(func=cmd_merge)
+    ca = sub.add_parser("cache", help="disk use of a session; --clear frees what is not needed")
+    ca.add_argument("session", type=int)
+    ca.add_argument("--clear", action="store_true")
+    ca.set_defaults(func=cmd_cache)
+    w = sub.add_parser("wait", help="wait until a session is done (exit 0) or fails")
+    w.add_argument("session", type=int)
+    w.add_argument("--timeout", type=float)
+    w.set_defaults(func=cmd_wait)
+    return p
+
+
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session", type=int)
+    p.add_argument("--gpus", help="one worker per GPU, e.g. 0,1,2,3")
+    p.add_argument("--workers", type=int, help="number of CPU workers (CPU sessions)")
+
+
+# -- projects and sessions -----------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    from engine.media import MediaError, video_info
+    from engine.prompt import clean_prompt, find_keyword, read_prompt_file
+
+    prompt = args.prompt if args.prompt is not None else read_prompt_file(args.prompt_file)
+    find_keyword(clean_prompt(prompt))
+    paths = {k: getattr(args, k) for k in ("image", "pose", "hand", "driving")}
+    for key, path in paths.items():
+        if path is not None and not path.is_file():
+            raise MediaError(f"--{key} {path}: file not found")
+    pose_frames = video_info(args.pose)[0]
+    hand_frames = video_info(args.hand)[0]
+    if pose_frames != hand_frames:
+        raise MediaError(f"--hand {args.hand}: {hand_frames} frames, but --pose {args.pose} "
+                         f"has {pose_frames}; render both from the same driving video")
+    pid = _store().create_project(
+        args.project, image=str(args.image.resolve()), pose=str(args.pose.resolve()),
+        hand=str(args.hand.resolve()), prompt=prompt, framing=args.framing,
+        driving=str(args.driving.resolve()) if args.driving else None)
+    print(f"project {args.project} (id {pid}) created; next: posegen session new {args.project}")
+    return 0
+
+
+def cmd_session_new(args: argparse.Namespace) -> int:
+    from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
+    from engine.chunk_plan import make_plan
+    from engine.cli_options import settings_from_args
+    from engine.media import video_info
+    from sessions.paths import workspace_dir
+    from sessions.session_job import settings_to_json
+
+    store = _store()
+    project = store.get_project(args.project)
+    steps, blocks = FRAMINGS.get(project.get("framing") or "half-body")
+    args.share_steps = args.share_steps or steps
+    args.share_blocks = args.share_blocks or blocks
+    settings = settings_from_args(args)
+    settings.validate()
+    ckpt = resolve_checkpoint_dir(args.ckpt).resolve()
+    check_layout(CheckpointLayout(ckpt))
+    frames = video_info(project["pose"])[0]
+    plan = make_plan(frames, settings.spec, settings.num_chunks, settings.anchor, settings.pad)
+    from engine.budget import parse_budget
+
+    parse_budget(args.budget)
+    sid = store.create_session(
+        project["id"], settings=settings_to_json(settings), seed=settings.seed,
+        steps=settings.steps, cfg=settings.cfg_scale,
+        share_steps=" ".join(map(str, settings.share_steps)),
+        share_blocks=" ".join(map(str, settings.share_blocks)), anchor=settings.anchor,
+        budget=args.budget, ckpt=str(ckpt), device=args.device,
+        gpus=args.gpus or ("cpu" if args.device == "cpu" else ""), workspace="",
+        name=args.name)
+    store.set_workspace(sid, str(workspace_dir(sid)))
+    if args.json:
+        print(json.dumps({"id": sid, "chunks": plan.num_chunks}))
+    else:
+        print(f"session {sid} of {project['name']}: {plan.num_chunks} chunks of "
+              f"{settings.frames} frames; start it with `posegen start {sid}`")
+    return 0
+
+
+# -- process control -------------------------------------------------------------
+def _devices(store, args: argparse.Namespace) -> list[str]:
+    from sessions.control import worker_devices
+
+    return worker_devices(store.get_session(args.session), args.gpus, args.workers)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from sessions.control import start_workers
+
+    store = _store()
+    pids = start_workers(store, args.session, _devices(store, args))
+    print(f"session {args.session}: started worker pid {', '.join(map(str, pids))}; "
+          f"watch with `posegen status {args.session}` or posegen-tui")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from sessions.control import resume
+
+    store = _store()
+    pids = resume(store, args.session, _devices(store, args))
+    print(f"session {args.session}: resumed with worker pid {', '.join(map(str, pids))}")
+    return 0
+
+
+def cmd_pause_stop(args: argparse.Namespace) -> int:
+    from sessions.control import request_stop
+
+    state = request_stop(_store(), args.session, args.kind)
+    print(f"session {args.session}: {state} (workers stop at their next step boundary)")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from sessions.control import wait
+
+    state = wait(_store(), args.session, args.timeout)
+    print(f"session {args.session}: {state}")
+    return 0 if state == "done" else (3 if state == "timeout" else 1)
+
+
+# -- looking ---------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.progress import format_seconds
+    from sessions.control import effective_state, snapshot
+
+    store = _store()
+    if args.session is None:
+        rows = [dict(s, state=effective_state(store, s["id"])) for s in store.list_sessions()]
+        if args.json:
+            print(json.dumps(rows, default=str))
+            return 0
+        if not rows:
+            print("no sessions yet: posegen init PROJECT ... then posegen session new PROJECT")
+        for s in rows:
+            print(f"{s['id']:>4}  {s['project_name']:<20} {s['state']:<12} "
+                  f"{s['chunks_done']}/{s['chunks_total']} chunks")
+        return 0
+    snap = snapshot(store, args.session)
+    if args.json:
+        print(json.dumps(snap, default=str))
+        return 0
+    print(f"session {snap['id']} ({snap['project']}): {snap['state']}   "
+          f"ETA {format_seconds(snap['eta_seconds'])}")
+    for c in snap["chunks"]:
+        bar = f"{c['step']}/{c['steps']}"
+        err = f"  {c['error']}" if c["error"] else ""
+        print(f"  chunk {c['index']:>3} {c['role']:<6} {c['start']:>6}-{c['end']:<6} "
+              f"{c['status']:<8} {bar}{err}")
+    for w in snap["workers"]:
+        print(f"  worker {w['id']} pid {w['pid']} {w['device']} "
+              f"{'alive' if w['alive'] else 'ended: ' + str(w['end_reason'])}")
+    if snap["video"]:
+        print(f"  video: {snap['video']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from sessions.control import log_path
+
+    store = _store()
+    store.get_session(args.session)
+    last = 0
+    events = store.events(args.session)
+    for e in events[-args.lines:]:
+        print(_event_line(e))
+    last = events[-1]["id"] if events else 0
+    logs = sorted(log_path(args.session, 0).parent.glob(f"session-{args.session:04d}-worker-*"))
+    for path in logs:
+        print(f"--- {path}")
+        lines = path.read_text(errors="replace").splitlines()
+        print("\n".join(lines[-args.lines:]))
+    while args.follow:
+        time.sleep(1)
+        for e in store.events(args.session, after_id=last):
+            print(_event_line(e), flush=True)
+            last = e["id"]
+    return 0
+
+
+def _event_line(e: dict) -> str:
+    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["t"]))
+    return f"{t} {e['kind']:<13} {e['message']}"
+
+
+# -- results ---------------------------------------------------------------------
+def _job(store, session_id: int):
+    from sessions.session_job import job_for
+
+    session = store.get_session(session_id)
+    return job_for(session, store.get_project(session["project_id"]), device="cpu")
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    store = _store()
+    job = _job(store, args.session)
+    chunks = store.chunks(args.session)
+    if chunks and 0 <= args.chunk < len(chunks):
+        role = chunks[args.chunk]["role"]
+        anchor_ok = (job.anchor_cache.manifest() or {}).get("complete")
+        if role == "base" and not anchor_ok:
+            raise StoreError(f"chunk {args.chunk} reads the anchor's cache, which was cleared; "
+                             f"retry the anchor too: posegen retry {args.session} "
+                             f"{job.settings.anchor}")
+    affected = store.retry_chunk(args.session, args.chunk, seed=args.seed)
+    job.invalidate(affected)
+    if store.get_session(args.session)["state"] == "done":
+        store.set_session_state(args.session, "stopped")
+    store.add_event(args.session, "retry", f"chunk {args.chunk} again"
+                    + (f" with seed {args.seed}" if args.seed is not None else "")
+                    + f"; also invalidated {affected[1:]}" * bool(affected[1:]))
+    print(f"session {args.session}: chunks {affected} will be generated again; "
+          f"`posegen resume {args.session}` (or start) runs them")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    store = _store()
+    job = _job(store, args.session)
+    job.prepare()
+    print(job.merge())
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from engine.workspace import clearable, disk_usage
+
+    store = _store()
+    session = store.get_session(args.session)
+    out = Path(session["workspace"])
+    for kind, size in disk_usage(out).items():
+        print(f"{kind:<28} {size / 1e6:>10.1f} MB")
+    if args.clear:
+        chunks = {c["idx"]: (c["role"], c["status"]) for c in store.chunks(args.session)}
+        files = clearable(out, chunks)
+        freed = sum(p.stat().st_size for p in files)
+        for p in files:
+            p.unlink()
+        store.add_event(args.session, "cache_clear", f"freed {freed / 1e6:.1f} MB")
+        print(f"cleared {len(files)} files, {freed / 1e6:.1f} MB; kept what unfinished "
+              "chunks and the merge still need")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (*USER_ERRORS, StoreError) as e:
+        print(f"posegen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nposegen: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Bad input: one line that names the fix, and nothing finished is changed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import generate_args, run
+from sessions_helpers import ROOT, init_project, make_session, ok, posegen, session_env, status
+
+from engine.media import load_frames
+from sessions.paths import db_path
+from sessions.store import Store
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("posegen: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def home(tmp_path: Path, sample_dir: Path) -> Path:
+    h = tmp_path / "home"
+    init_project(h, sample_dir)
+    return h
+
+
+def test_unknown_session(home: Path) -> None:
+    for cmd in (["status", "99"], ["start", "99"], ["retry", "99", "0"], ["pause", "99"]):
+        assert "unknown session 99" in one_line_error(posegen(home, *cmd))
+
+
+def test_prompt_without_subject_is_refused_at_init(home: Path, sample_dir: Path) -> None:
+    line = one_line_error(posegen(home, "init", "p2", "--image", str(sample_dir / "reference.png"),
+                                  "--pose", str(sample_dir / "pose.mp4"),
+                                  "--hand", str(sample_dir / "hand.mp4"),
+                                  "--prompt", "a human dances"))
+    assert "woman, girl, man, boy" in line
+    assert [p["name"] for p in Store(db_path(home)).list_projects()] == ["demo"]
+
+
+def test_second_start_and_bad_retry_change_nothing(home: Path, tiny_ckpt: Path) -> None:
+    sid = make_session(home, tiny_ckpt, "demo", "--steps", "200")
+    ok(posegen(home, "start", str(sid)))
+    try:
+        line = one_line_error(posegen(home, "start", str(sid)))
+        assert "already running" in line and f"posegen pause {sid}" in line
+        before = [(c["index"], c["status"], c["seed"]) for c in status(home, sid)["chunks"]]
+        line = one_line_error(posegen(home, "retry", str(sid), "9"))
+        assert "9" in line and "0" in line and "4" in line  # names the valid range
+        after = [(c["index"], c["status"], c["seed"]) for c in status(home, sid)["chunks"]]
+        assert [b[0] for b in before] == [a[0] for a in after]
+        assert len(Store(db_path(home)).workers(sid, live_only=True)) == 1
+    finally:
+        ok(posegen(home, "stop", str(sid)))
+        posegen(home, "wait", str(sid), "--timeout", "60")
+
+
+def test_corrupt_database_file_is_named_and_left_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "posegen.db"
+    junk = os.urandom(8192)
+    db.write_bytes(junk)
+    line = one_line_error(posegen(home, "status"))
+    assert str(db) in line and "posegen" in line
+    assert db.read_bytes() == junk
+
+
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="needs runuser to drop root")
+def test_read_only_database_says_so(home: Path, tmp_path: Path) -> None:
+    """As another user, the database (owned by root, 0644) cannot be written."""
+    os.chmod(tmp_path, 0o755)
+    os.chmod(home, 0o755)
+    for p in home.rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    before = db_path(home).read_bytes()
+    env = session_env(home)
+    proc = subprocess.run(
+        ["runuser", "-u", "nobody", "--", sys.executable, "-m", "sessions.cli", "init", "x",
+         "--image", "/dev/null", "--pose", "/dev/null", "--hand", "/dev/null",
+         "--prompt", "a woman"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    if "Permission denied" in proc.stderr and "sessions" in proc.stderr:
+        pytest.skip("the venv is not readable by nobody here")
+    line = one_line_error(proc)
+    assert str(db_path(home)) in line or str(home) in line
+    assert db_path(home).read_bytes() == before
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A size-limited tmpfs at ``folder`` if root may mount; else None (fault injection)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(folder)], capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_full_disk_while_writing_the_anchor_cache(home: Path, tiny_ckpt: Path, sample_dir: Path,
+                                                  tmp_path: Path, monkeypatch) -> None:
+    """The cache write fails; the error says what to do; resume later gives the same video."""
+    import engine.kv_cache as kv_cache
+    from sessions.worker import Worker
+
+    monkeypatch.setenv("POSEGEN_HOME", str(home))
+    sid = make_session(home, tiny_ckpt, "demo", "--steps", "8")
+    store = Store(db_path(home))
+    workspace = Path(store.get_session(sid)["workspace"])
+    with small_disk(workspace / "cache", "60k") as mounted:
+        if not mounted:  # no permission to mount: make the writer fail like a full disk
+            calls = {"n": 0}
+            real = kv_cache.save_file
+
+            def filling(tensors, path, *a, **k):
+                calls["n"] += 1
+                if calls["n"] > 3:
+                    raise RuntimeError("Error while serializing: I/O error: No space left on "
+                                       "device (os error 28)")
+                return real(tensors, path, *a, **k)
+
+            monkeypatch.setattr(kv_cache, "save_file", filling)
+        assert Worker(sid, "cpu", home).run() == 1
+        chunk0 = store.chunks(sid)[0]
+        assert chunk0["status"] == "failed"
+        assert "disk full" in chunk0["error"] and "posegen resume" in chunk0["error"]
+        assert str(workspace / "cache" / "anchor") in chunk0["error"]
+        assert not list((workspace / "cache" / "anchor").glob(".*.tmp*")), "temp files left"
+        monkeypatch.undo()
+    # Space is back: resume finishes, and the result equals an uninterrupted run.
+    ok(posegen(home, "resume", str(sid)))
+    ok(posegen(home, "wait", str(sid), "--timeout", "180"))
+    ref = tmp_path / "ref"
+    assert run(generate_args(tiny_ckpt, sample_dir, ref, "--steps", "8")).returncode == 0
+    for i in range(5):
+        np.testing.assert_array_equal(load_frames(workspace / f"chunks/{i:03d}/frames.npy"),
+                                      load_frames(ref / f"chunks/{i:03d}/frames.npy"))
