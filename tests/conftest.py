@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Shared CI and dev machines have 2 cores; spinning OpenMP threads of concurrent test
+# processes would slow each other by orders of magnitude.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Small sizes the tiny checkpoint is meant for: 64x32 pixels, 17-frame chunks.
 TINY_ARGS = ["--height", "64", "--width", "32", "--frames", "17", "--head", "5", "--tail", "4",
              "-s", "0", "2", "-b", "2", "4"]

@@ -197,7 +197,11 @@ def test_two_workers_never_claim_the_same_chunk(home: Path, tiny_ckpt: Path,
     starts = Counter(e["chunk_idx"] for e in evs if e["kind"] == "chunk_start")
     assert starts == Counter(range(5)), starts
     assert len({e["worker_id"] for e in evs if e["kind"] == "worker_start"}) == 2
-    assert_same_frames(Path(status(home, sid)["workspace"]), reference)
+    # Two CPU workers run one torch thread each, the reference two: float sums in another
+    # order may move a pixel by one step of 255, never more.
+    got, want = frames_of(Path(status(home, sid)["workspace"])), frames_of(reference)
+    for a, b in zip(got, want, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_viewer_polling_four_times_a_second_never_sees_locked(home: Path, tiny_ckpt: Path
