@@ -15,19 +15,20 @@ class ProgressPrinter:
         self._line_open = False
 
     def __call__(self, e: ProgressEvent) -> None:
+        # Chunks are named by index (0 = first), as in --anchor and `posegen retry`.
+        name = f"chunk {e.chunk} of 0-{e.chunks_total - 1} ({e.role})"
         if e.kind == "step":
             sps = f"{e.seconds_per_step:.2f} s/step" if e.seconds_per_step else "-- s/step"
-            line = (f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) step {e.step}/{e.steps} "
+            line = (f"[{e.chunks_done}/{e.chunks_total} done] {name} step {e.step}/{e.steps} "
                     f"{_bar(e.step, e.steps)} {sps}  ETA chunk {format_seconds(e.eta_chunk)} "
                     f"total {format_seconds(e.eta_total)}")
             self._write(line, live=True)
         elif e.kind == "chunk_start":
-            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) started")
+            self._write(f"{name} started")
         elif e.kind == "chunk_done":
-            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) done "
-                        f"[{e.chunks_done}/{e.chunks_total} chunks]")
+            self._write(f"{name} done [{e.chunks_done}/{e.chunks_total} chunks]")
         elif e.kind == "chunk_skipped":
-            self._write(f"chunk {e.chunk + 1}/{e.chunks_total} ({e.role}) already done, kept")
+            self._write(f"{name} already done, kept")
         elif e.message:
             self._write(e.message if e.kind != "merge_done" else f"merged: {e.message}")
 
