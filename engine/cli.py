@@ -82,10 +82,16 @@ def cmd_sample_inputs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
+                user_errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
+    """Parse and run; errors a user can fix become one line and exit code 2."""
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as e:
+    except user_errors as e:
         print(f"posegen: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli import USER_ERRORS, add_engine_commands
+from engine.cli import USER_ERRORS, add_engine_commands, run_command
 from sessions.store import StoreError
 
 FRAMINGS = {"close-up": ((0, 1), (34, 40)), "half-body": ((0, 2), (34, 40)),
@@ -335,15 +335,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (*USER_ERRORS, StoreError) as e:
-        print(f"posegen: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nposegen: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv, (*USER_ERRORS, StoreError))
 
 
 if __name__ == "__main__":

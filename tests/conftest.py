@@ -18,6 +18,28 @@ TINY_ARGS = ["--height", "64", "--width", "32", "--frames", "17", "--head", "5",
              "-s", "0", "2", "-b", "2", "4"]
 SAMPLE_FRAMES = 60  # with 17/5/4 chunks: K = 5
 SAMPLE_FPS = 30
+REFERENCE_STEPS = "8"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matmuls on a shared 2-core box are far faster without OpenMP spinning."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_ckpt: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Path:
+    """An uninterrupted one-process `posegen generate` on the tiny checkpoint (8 steps)."""
+    out = tmp_path_factory.mktemp("reference")
+    proc = run(generate_args(tiny_ckpt, sample_dir, out, "--steps", REFERENCE_STEPS))
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

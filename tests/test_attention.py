@@ -18,12 +18,7 @@ from engine.models.dit import DiTConfig, PoseGenDiT
 TEXT_DIM = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- Otsu ------------------------------------------------------------------------------------

@@ -15,13 +15,7 @@ from engine.budget import BudgetError, apply_budget, parse_budget
 from engine.compat import import_diffsynth_module
 from engine.models.dit import DiTConfig, PoseGenDiT, RMSNorm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- parsing ---------------------------------------------------------------------------------

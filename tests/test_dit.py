@@ -19,13 +19,7 @@ TEXT_DIM = 32
 TEXT_LEN = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls on a shared 2-core box are far faster without OpenMP spinning.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(**overrides) -> DiTConfig:

@@ -10,21 +10,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-from conftest import SAMPLE_FPS, SAMPLE_FRAMES, generate_args, run
+from conftest import REFERENCE_STEPS, SAMPLE_FPS, SAMPLE_FRAMES, generate_args, run
 from safetensors import safe_open
 
 from engine.media import load_frames, video_info
 
-STEPS = "8"
-
-
-@pytest.fixture(scope="module")
-def reference_run(tiny_ckpt: Path, sample_dir: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reference")
-    proc = run(generate_args(tiny_ckpt, sample_dir, out, "--steps", STEPS))
-    assert proc.returncode == 0, proc.stderr
-    return out
+STEPS = REFERENCE_STEPS  # the shared reference_run fixture's step count
 
 
 def chunk_frames(out: Path) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_FRAMES, generate_args, run
+from conftest import REFERENCE_STEPS, SAMPLE_FRAMES
 from sessions_helpers import (
     init_project,
     make_session,
@@ -28,16 +28,12 @@ from engine.media import load_frames, video_info
 from sessions.paths import db_path
 from sessions.store import Store
 
-STEPS = "8"
+STEPS = REFERENCE_STEPS  # the one-process reference_run fixture's step count
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_ckpt: Path, sample_dir: Path, tmp_path_factory) -> Path:
-    """An uninterrupted one-process run with the same settings."""
-    out = tmp_path_factory.mktemp("ref")
-    proc = run(generate_args(tiny_ckpt, sample_dir, out, "--steps", STEPS))
-    assert proc.returncode == 0, proc.stderr
-    return out
+@pytest.fixture
+def reference(reference_run: Path) -> Path:
+    return reference_run
 
 
 @pytest.fixture
