@@ -1,4 +1,4 @@
-"""`posegen`: the engine's command line (generate, tiny checkpoint, sample inputs)."""
+"""`posegen`: the engine's command line (generate, tiny checkpoint, sample inputs, input prep)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.budget import BudgetError
 from engine.checkpoint.layout import CheckpointError
 from engine.chunk_plan import ChunkPlanError
+from engine.inputs.errors import InputError
 from engine.job import Job, JobError
 from engine.kv_cache import CacheMismatchError
 from engine.media import MediaError
@@ -16,7 +17,7 @@ from engine.prompt import PromptError
 
 # Errors a user can fix: printed as one line, no traceback.
 USER_ERRORS = (BudgetError, CheckpointError, ChunkPlanError, JobError, CacheMismatchError,
-               MediaError, PromptError, FileNotFoundError, PermissionError)
+               MediaError, PromptError, InputError, FileNotFoundError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     from engine.cli_options import add_generation_options
+    from engine.inputs.cli import add_input_commands
 
     g = sub.add_parser("generate", help="generate a long video in this process (resumable)")
     g.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
@@ -50,6 +52,8 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--height", type=int, default=640)
     s.add_argument("--width", type=int, default=360)
     s.set_defaults(func=cmd_sample_inputs)
+
+    add_input_commands(sub)  # prompt, check, prepare
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
