@@ -1,6 +1,7 @@
 """`posegen`: generate in one process, or manage background sessions.
 
-Engine commands (generate, ckpt, sample-inputs) plus the session commands:
+Engine commands (generate, ckpt, sample-inputs, prompt, check, prepare) plus the
+session commands:
 init, session new, start, status, logs, pause, resume, stop, retry, merge,
 cache, wait. The database and workspaces live in $POSEGEN_HOME (default: the
 platform's user data dir).
