@@ -1,0 +1,45 @@
+"""`posegen-tui`: watch and steer PoseGen sessions in the terminal.
+
+Quitting never stops the engine: workers run in their own process sessions,
+and the app only reads the session store, so reopening it (or a second copy)
+shows the same sessions. Set POSEGEN_TUI_GPU=fake|none|nvml to pick the GPU
+source (default nvml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sessions.store import StoreError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posegen-tui", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--demo", action="store_true",
+                   help="create (once) and run a tiny random-weight demo project, then show it")
+    p.add_argument("--session", type=int, help="open this session's view at start")
+    p.add_argument("--home", type=Path, help="posegen home (default: $POSEGEN_HOME)")
+    p.add_argument("--no-attach", action="store_true",
+                   help="start on the projects list even if a session is running")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from posegen_tui.app import PosegenApp
+
+    try:
+        app = PosegenApp(home=args.home, demo=args.demo, session=args.session,
+                         auto_open=not args.no_attach, handle_hangup=True)
+        code = app.run()
+    except StoreError as e:
+        print(f"posegen-tui: error: {e}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Our commands in Textual's command palette (ctrl+p): open a session, act on the one
+on screen, create projects and sessions, jump to the GPU and help screens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from posegen_tui.data.store_access import opened
+
+if TYPE_CHECKING:
+    from posegen_tui.app import PosegenApp
+
+Command = tuple[str, Callable[[], object], str]  # (text, call, help)
+
+
+def _rows(home: Path) -> tuple[list[dict], list[dict]]:
+    with opened(home) as store:
+        return store.list_projects(), store.list_sessions()
+
+
+class PosegenCommands(Provider):
+    async def startup(self) -> None:
+        app: PosegenApp = self.app  # type: ignore[assignment]
+        try:  # a database read: off the UI thread
+            self.projects, self.sessions = await asyncio.to_thread(_rows, app.home)
+        except Exception:  # the palette still offers the commands that need no rows
+            self.projects, self.sessions = [], []
+
+    def commands(self) -> list[Command]:
+        from posegen_tui.screens.session import SessionScreen
+
+        app: PosegenApp = self.app  # type: ignore[assignment]
+        cmds: list[Command] = []
+        screen = self.screen
+        if isinstance(screen, SessionScreen):
+            sid = screen.session_id
+            for verb, action, help_text in (
+                    ("Start", screen.action_start, "start workers (s)"),
+                    ("Pause", screen.action_pause, "pause at the next step boundary (p)"),
+                    ("Resume", screen.action_resume, "continue after pause/stop/crash (r)"),
+                    ("Stop", screen.action_stop, "stop at the next step boundary (x)"),
+                    ("Retry selected chunk of", screen.action_retry, "with a new seed (t)"),
+                    ("Merge", screen.action_merge, "join the chunks into video.mp4 (m)"),
+                    ("Clear cache of", screen.action_clear_cache, "free unneeded files (c)"),
+                    ("Budget tuning for", screen.action_budget, "peak VRAM vs -p (b)")):
+                cmds.append((f"{verb} session {sid}", action, help_text))
+        for s in reversed(self.sessions):
+            cmds.append((f"Open session {s['id']}: {s['project_name']} ({s['state']})",
+                         partial(app.open_session, s["id"]),
+                         f"{s['chunks_done']}/{s['chunks_total']} chunks done"))
+        for p in self.projects:
+            cmds.append((f"New session of {p['name']}", partial(app.new_session, p),
+                         "settings form with the spec's defaults"))
+        cmds += [("New project", app.new_project, "reference image, pose/hand clips, prompt"),
+                 ("GPU panel", app.action_gpu, "memory, utilisation, temperature (g)"),
+                 ("Projects and sessions", app.show_projects, "the start screen"),
+                 ("Help: keys", app.action_help, "every key of this screen (?)")]
+        return cmds
+
+    async def discover(self) -> Hits:
+        for text, call, help_text in self.commands():
+            yield DiscoveryHit(text, call, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, call, help_text in self.commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), call, help=help_text)

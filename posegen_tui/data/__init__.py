@@ -1,0 +1,1 @@
+"""Reading the session store and acting on it, off the UI thread (no Textual here)."""

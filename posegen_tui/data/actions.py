@@ -1,0 +1,143 @@
+"""What the keys do to a session: store requests, worker processes, `posegen` commands.
+
+Each function runs on a worker thread and returns a one-line result for a
+notification; a problem is raised as `ActionError`/`StoreError` with a message
+that says what to do. Work that needs the engine (retry's file invalidation,
+merge, new sessions) runs as a `posegen` subprocess, never in the app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from posegen_tui.data.forms import FormError, check_project, check_session
+from posegen_tui.data.media_info import frame_count
+from posegen_tui.data.store_access import opened
+from sessions import control
+from sessions.store import StoreError
+
+
+class ActionError(RuntimeError):
+    """A `posegen` command refused or failed; the message is its one-line error."""
+
+
+def posegen(home: Path, *args: str, timeout: float = 600) -> str:
+    """Run `posegen ARGS` against this app's POSEGEN_HOME; returns its stdout."""
+    env = dict(os.environ, POSEGEN_HOME=str(home), PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "sessions.cli", *args], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise ActionError(cli_error(proc.stderr) or f"exit status {proc.returncode}")
+    return proc.stdout.strip()
+
+
+def cli_error(stderr: str) -> str:
+    """The CLI's message (it may span lines), else the last line (e.g. of a traceback)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("posegen: error: "):
+            return " ".join([line.removeprefix("posegen: error: "), *lines[i + 1:]])
+    return lines[-1] if lines else ""
+
+
+# -- process control -----------------------------------------------------------------
+
+def start(home: Path, session_id: int) -> str:
+    with opened(home) as store:
+        devices = control.worker_devices(store.get_session(session_id))
+        pids = control.start_workers(store, session_id, devices, home, reap=True)
+    return f"session {session_id}: started {len(pids)} worker(s) on {', '.join(devices)}"
+
+
+def resume(home: Path, session_id: int) -> str:
+    with opened(home) as store:
+        devices = control.worker_devices(store.get_session(session_id))
+        pids = control.resume(store, session_id, devices, home, reap=True)
+    return f"session {session_id}: resumed with {len(pids)} worker(s)"
+
+
+def request(home: Path, session_id: int, kind: str) -> str:
+    """pause or stop at the next step boundary."""
+    with opened(home) as store:
+        state = control.request_stop(store, session_id, kind)
+    return f"session {session_id}: {state} (workers stop at their next step boundary)"
+
+
+def retry(home: Path, session_id: int, idx: int, seed: int | None) -> str:
+    args = ["retry", str(session_id), str(idx)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    posegen(home, *args)
+    return (f"chunk {idx} will be generated again" +
+            (f" with seed {seed}" if seed is not None else "") + "; press r to resume")
+
+
+def merge(home: Path, session_id: int) -> str:
+    with opened(home) as store:
+        chunks = store.chunks(session_id)
+    left = [c["idx"] for c in chunks if c["status"] != "done"]
+    if not chunks or left:
+        raise ActionError(f"cannot merge yet: chunks {left or 'all'} are not done")
+    return f"merged: {posegen(home, 'merge', str(session_id)).splitlines()[-1]}"
+
+
+def clear_cache(home: Path, session_id: int) -> str:
+    out = posegen(home, "cache", str(session_id), "--clear")
+    return out.splitlines()[-1] if out else "nothing to clear"
+
+
+# -- projects and sessions ---------------------------------------------------------
+
+def create_project(home: Path, values: dict[str, str]) -> int:
+    v = check_project(values)
+    if not v.problems:
+        pose, hand = frame_count(v.pose), frame_count(v.hand)
+        if pose is None:
+            v.problems.append(f"pose: {v.pose} is not a readable video")
+        elif hand != pose:
+            v.problems.append(f"hand: {hand} frames, but the pose clip has {pose}; render "
+                              "both from the same driving video")
+    if v.problems:
+        raise FormError(v.problems)
+    with opened(home) as store:
+        try:
+            return store.create_project(v.name, image=v.image, pose=v.pose, hand=v.hand,
+                                        prompt=v.prompt, framing=v.framing)
+        except StoreError as e:
+            raise FormError([str(e)]) from e
+
+
+def create_session(home: Path, project_id: int, values: dict[str, str]) -> int:
+    with opened(home) as store:
+        project = store.get_project(project_id)
+    args = check_session(project, values)
+    try:
+        out = posegen(home, *args)
+    except ActionError as e:
+        raise FormError([str(e)]) from e
+    return int(json.loads(out.splitlines()[-1])["id"])
+
+
+def delete(home: Path, kind: str, ident: int) -> str:
+    with opened(home) as store:
+        if kind == "project":
+            name = store.get_project(ident)["name"]
+            store.delete_project(ident)
+            return f"project {name} deleted (workspace folders are kept)"
+        store.delete_session(ident)
+    return f"session {ident} deleted (its workspace folder is kept)"
+
+
+def archive(home: Path, kind: str, ident: int, archived: bool = True) -> str:
+    with opened(home) as store:
+        if kind == "project":
+            store.archive_project(ident, archived)
+        else:
+            store.archive_session(ident, archived)
+    return f"{kind} {ident} {'archived' if archived else 'restored'}"
+

@@ -1,0 +1,64 @@
+"""What a chunk left on disk: its files with sizes and a few of its decoded frames."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+THUMBS = 4
+THUMB_MAX_PX = 48  # thumbnails are cut to this height here; the widget scales further
+
+
+@dataclass(frozen=True)
+class ChunkFiles:
+    idx: int
+    files: list[tuple[str, int]] = field(default_factory=list)  # (name, bytes)
+    anchor_cache: tuple[int, int] | None = None  # (files, bytes) of cache/anchor
+    frames: int | None = None  # frames in frames.npy
+    thumbs: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, H x W x 3)
+    problem: str = ""  # why there are no thumbnails
+
+
+def chunk_dir(workspace: str | Path, idx: int) -> Path:
+    return Path(workspace) / "chunks" / f"{idx:03d}"
+
+
+def load_chunk_files(workspace: str | Path | None, idx: int, role: str) -> ChunkFiles:
+    if not workspace:
+        return ChunkFiles(idx, problem="session has no workspace yet")
+    folder = chunk_dir(workspace, idx)
+    files = []
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            if p.is_file():
+                files.append((p.name, p.stat().st_size))
+    cache = None
+    if role == "anchor":
+        parts = [p for p in (Path(workspace) / "cache" / "anchor").glob("*") if p.is_file()]
+        cache = (len(parts), sum(p.stat().st_size for p in parts))
+    npy = folder / "frames.npy"
+    if not npy.is_file():
+        return ChunkFiles(idx, files, cache, problem="no frames yet (the chunk is not decoded)")
+    try:
+        st = npy.stat()
+        frames, thumbs = _thumbs(str(npy), st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError) as e:
+        return ChunkFiles(idx, files, cache, problem=f"frames.npy unreadable: {e}")
+    return ChunkFiles(idx, files, cache, frames, thumbs)
+
+
+@functools.lru_cache(maxsize=32)
+def _thumbs(path: str, mtime_ns: int, size: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """~4 evenly spaced frames, cut down by striding; mmap reads only those rows."""
+    arr = np.load(path, mmap_mode="r")
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"expected F x H x W x 3 frames, got shape {arr.shape}")
+    n, h, w = arr.shape[:3]
+    picks = sorted({round(i * (n - 1) / max(THUMBS - 1, 1)) for i in range(THUMBS)})
+    step = max(1, -(-h // THUMB_MAX_PX))
+    thumbs = [(i, np.ascontiguousarray(arr[i, ::step, ::step, :], dtype=np.uint8))
+              for i in picks]
+    return n, thumbs

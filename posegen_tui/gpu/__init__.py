@@ -1,0 +1,5 @@
+"""GPU readings for the GPU panel: a small source protocol with NVML, fake and no-GPU sources."""
+
+from posegen_tui.gpu.source import GpuReading, GpuSource, source_from_env
+
+__all__ = ["GpuReading", "GpuSource", "source_from_env"]

@@ -1,0 +1,68 @@
+"""Shared shape of the create forms: rows of inputs, problems listed, Enter submits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from posegen_tui.data.forms import FormError
+from posegen_tui.runner import ACTIONS, ReceivesResults
+
+if TYPE_CHECKING:
+    from posegen_tui.app import PosegenApp
+
+
+class FormScreen(ReceivesResults, ModalScreen[int | None]):
+    BINDINGS = [Binding("escape", "cancel", "cancel"),
+                Binding("ctrl+s", "submit", "create")]
+
+    busy = False
+
+    @property
+    def papp(self) -> PosegenApp:
+        return self.app  # type: ignore[return-value]
+
+    def values(self) -> dict[str, str]:
+        return {inp.id.removeprefix("field-"): inp.value for inp in self.query(Input)
+                if inp.id and inp.id.startswith("field-")}
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.action_submit()
+
+    def run_create(self, key: str, call: Callable[[], int]) -> None:
+        if self.busy:
+            return
+        self.busy = True
+        self.show_problems(["checking…"], style="italic")
+        self.papp.runner.submit(self, key, call, self._created, group=ACTIONS,
+                                on_error=self._failed)
+
+    def _created(self, ident: int) -> None:
+        self.busy = False
+        self.dismiss(ident)
+
+    def _failed(self, error: BaseException) -> None:
+        self.busy = False
+        problems = error.problems if isinstance(error, FormError) else [str(error)]
+        self.show_problems(problems)
+
+    def show_problems(self, problems: list[str], style: str = "bold red") -> None:
+        text = Text()
+        for p in problems:
+            text.append(f"{'' if style != 'bold red' else '! '}{p}\n", style)
+        self.query_one("#form-errors", Static).update(text)
+
+    def action_submit(self) -> None:
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_mount(self) -> None:
+        first = self.query(Input).first()
+        first.focus()

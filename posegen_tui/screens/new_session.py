@@ -1,0 +1,51 @@
+"""`N`/`S`: a new session of a project with the spec's defaults, -s/-b from its framing."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Label, Static
+
+from posegen_tui.data import actions
+from posegen_tui.data.forms import CKPT_ENV, session_defaults
+from posegen_tui.screens.form_screen import FormScreen
+from posegen_tui.widgets.form_row import FormRow
+
+FIELDS = [  # (label, key, placeholder)
+    ("checkpoint", "ckpt", f"checkpoint dir (default ${CKPT_ENV})"),
+    ("name", "name", "optional"),
+    ("device", "device", "cpu, cuda or cuda:N"),
+    ("gpus", "gpus", "GPU indices for workers, e.g. 0,1 (blank: device)"),
+    ("budget -p", "budget", "DiT params on the GPU: 4e9, 4G or none"),
+    ("steps", "steps", ""), ("cfg", "cfg", ""), ("seed", "seed", ""),
+    ("height", "height", "multiple of 16"), ("width", "width", "multiple of 16"),
+    ("frames N", "frames", "1 mod 4"), ("head Hd", "head", "1 mod 4"),
+    ("tail Tl", "tail", "0 mod 4"), ("anchor", "anchor", "even chunk index"),
+    ("share -s", "share_steps", "START END"), ("share -b", "share_blocks", "START END"),
+]
+
+
+class NewSessionScreen(FormScreen):
+    def __init__(self, project: dict) -> None:
+        super().__init__()
+        self.project = project
+
+    def compose(self) -> ComposeResult:
+        defaults = session_defaults(self.project)
+        framing = self.project.get("framing") or "half-body"
+        with Vertical(classes="dialog form"):
+            yield Label(f"New session of {self.project['name']} ({framing})",
+                        classes="dialog-title")
+            with VerticalScroll(classes="form-fields"):
+                for label, key, hint in FIELDS:
+                    yield FormRow(label, key, defaults.get(key, ""), placeholder=hint)
+            yield Static(id="form-errors", classes="form-errors")
+            yield Static("Enter or ctrl+s creates (then s starts it) · Esc cancels",
+                         classes="form-hint")
+
+    def action_submit(self) -> None:
+        call = partial(actions.create_session, self.papp.home, self.project["id"],
+                       self.values())
+        self.run_create("new-session", call)

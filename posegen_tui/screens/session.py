@@ -1,0 +1,182 @@
+"""The session view: chunk timeline, selected chunk, thumbnails, GPU, events and log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from posegen_tui.coalesce import Coalescer
+from posegen_tui.data import actions
+from posegen_tui.data.loaders import SessionData, load_session
+from posegen_tui.runner import ACTIONS, ReceivesResults
+from posegen_tui.screens.confirm import ConfirmScreen
+from posegen_tui.screens.retry import RetryScreen
+from posegen_tui.widgets.activity_log import ActivityLog
+from posegen_tui.widgets.chunk_details import ChunkDetails
+from posegen_tui.widgets.chunk_timeline import ChunkTimeline
+from posegen_tui.widgets.demo_banner import DemoBanner
+from posegen_tui.widgets.gpu_panel import GpuPanel
+from posegen_tui.widgets.session_header import SessionHeader
+from posegen_tui.widgets.thumbnail_strip import ThumbnailStrip
+
+if TYPE_CHECKING:
+    from posegen_tui.app import PosegenApp
+
+POLL_S = 0.5
+
+
+class SessionScreen(ReceivesResults, Screen[None]):
+    BINDINGS = [
+        Binding("question_mark", "app.help", "help", key_display="?"),
+        Binding("s", "start", "start"),
+        Binding("p", "pause", "pause"),
+        Binding("r", "resume", "resume"),
+        Binding("x", "stop", "stop"),
+        Binding("t", "retry", "retry"),
+        Binding("m", "merge", "merge"),
+        Binding("c", "clear_cache", "cache"),
+        Binding("g", "app.gpu", "GPU"),
+        Binding("b", "budget", "budget"),
+        Binding("escape", "back", "back"),
+        Binding("left", "select(-1)", "prev chunk", show=False, priority=True),
+        Binding("right", "select(1)", "next chunk", show=False, priority=True),
+        Binding("home", "jump(False)", "first chunk", show=False),
+        Binding("end", "jump(True)", "last chunk", show=False),
+    ]
+
+    def __init__(self, session_id: int) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.data: SessionData | None = None
+        self.loaded = False  # the first snapshot is on screen (tests wait for it)
+        self.coalescer: Coalescer[SessionData] = Coalescer(self, self.apply)
+
+    @property
+    def papp(self) -> PosegenApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield SessionHeader(id="session-header")
+        yield DemoBanner(id="demo-banner")
+        yield ChunkTimeline(id="timeline")
+        with Horizontal(id="session-body"):
+            with VerticalScroll(id="details-scroll", can_focus=False):
+                yield ChunkDetails(id="details")
+            yield ThumbnailStrip(id="thumbs")
+            yield GpuPanel(id="session-gpu")
+        yield ActivityLog(id="activity")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#demo-banner").display = False
+        self.query_one(ChunkTimeline).focus()
+        self.set_interval(self.papp.poll_s, self.poll)
+        self.poll()
+        self.papp.refresh_gpu_panels()
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def selected(self) -> int | None:
+        return self.query_one(ChunkTimeline).selected
+
+    def poll(self) -> None:
+        call = partial(load_session, self.papp.home, self.session_id, self.selected)
+        self.papp.runner.submit(self, f"session-{self.session_id}", call, self.coalescer.push)
+
+    def apply(self, data: SessionData) -> None:
+        self.data = data
+        self.query_one(SessionHeader).show(data)
+        self.query_one("#demo-banner").display = data.tiny_ckpt
+        timeline = self.query_one(ChunkTimeline)
+        timeline.show(data.chunks, data.loaded_at)
+        self._show_selected()
+        self.query_one(ActivityLog).show(data)
+        self.loaded = True
+
+    def _show_selected(self) -> None:
+        if self.data is None:
+            return
+        idx = self.selected
+        self.query_one(ChunkDetails).show(self.data, idx)
+        files = self.data.files if self.data.files and self.data.files.idx == idx else None
+        self.query_one(ThumbnailStrip).show(files)
+
+    def on_chunk_timeline_selected(self, message: ChunkTimeline.Selected) -> None:
+        self._show_selected()
+        if self.data is not None and (self.data.files is None
+                                      or self.data.files.idx != message.idx):
+            self.poll()  # fetch the newly selected chunk's files and frames
+
+    # -- keys ------------------------------------------------------------------------
+
+    def action_select(self, delta: int) -> None:
+        self.query_one(ChunkTimeline).move(delta)
+
+    def action_jump(self, last: bool) -> None:
+        self.query_one(ChunkTimeline).jump(last)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def _act(self, what: str, call: Callable[..., str], *args: object) -> None:
+        home = self.papp.home
+        self.notify(f"{what}…", timeout=2)
+        self.papp.runner.submit(self, f"{what}-{self.session_id}",
+                                partial(call, home, self.session_id, *args),
+                                self._done, group=ACTIONS)
+
+    def _done(self, message: str) -> None:
+        self.notify(message)
+        self.poll()
+
+    def action_start(self) -> None:
+        self._act("start", actions.start)
+
+    def action_resume(self) -> None:
+        self._act("resume", actions.resume)
+
+    def action_pause(self) -> None:
+        self._act("pause", actions.request, "pause")
+
+    def action_stop(self) -> None:
+        self._act("stop", actions.request, "stop")
+
+    def action_merge(self) -> None:
+        self._act("merge", actions.merge)
+
+    def action_clear_cache(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act("clear cache", actions.clear_cache)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Clear the cache of session {self.session_id}?",
+            "Deletes files no unfinished chunk still needs (the anchor's K/V once every "
+            "base chunk is done, finished chunks' resume states). Frames are kept."), answer)
+
+    def action_retry(self) -> None:
+        chunk = self.data.chunk(self.selected) if self.data else None
+        if chunk is None or chunk.planned:
+            self.notify("no stored chunk selected: start the session first", severity="warning")
+            return
+
+        def answer(result: tuple[int | None] | None) -> None:
+            if result is not None:
+                self._act("retry", actions.retry, chunk.idx, result[0])
+
+        self.app.push_screen(RetryScreen(self.session_id, chunk,
+                                         self.data.session.get("seed")), answer)
+
+    def action_budget(self) -> None:
+        from posegen_tui.screens.budget import BudgetScreen
+
+        if self.data is not None:
+            self.app.push_screen(BudgetScreen(self.data.project["id"]))
