@@ -57,7 +57,8 @@ class PosegenCommands(Provider):
         for p in self.projects:
             cmds.append((f"New session of {p['name']}", partial(app.new_session, p),
                          "settings form with the spec's defaults"))
-        cmds += [("New project", app.new_project, "reference image, pose/hand clips, prompt"),
+        cmds += [("New project", app.new_project,
+                  "image, pose/hand clips or Sapiens outputs, prompt"),
                  ("GPU panel", app.action_gpu, "memory, utilisation, temperature (g)"),
                  ("Projects and sessions", app.show_projects, "the start screen"),
                  ("Help: keys", app.action_help, "every key of this screen (?)")]

@@ -61,16 +61,40 @@ class ProjectValues:
     hand: str
     prompt: str
     framing: str = DEFAULT_FRAMING
+    sapiens: str = ""  # a Sapiens folder + driving video instead of ready pose/hand clips
+    driving: str = ""
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def needs_prepare(self) -> bool:
+        return bool(self.sapiens)
 
 
 def check_project(values: dict[str, str]) -> ProjectValues:
-    """Clean and check the new-project form (files exist, prompt names the subject)."""
+    """Clean and check the new-project form (files exist, prompt names the subject).
+
+    The motion comes either as ready clips (pose + hand) or as a Sapiens folder and
+    its driving video (sapiens + driving), which `posegen prepare` renders into clips.
+    """
     v = ProjectValues(**{k: (values.get(k) or "").strip() for k in
-                         ("name", "image", "pose", "hand", "prompt", "framing")})
+                         ("name", "image", "pose", "hand", "prompt", "framing", "sapiens",
+                          "driving")})
     if not v.name:
         v.problems.append("name: give the project a name")
-    for key in ("image", "pose", "hand"):
+    clips, sapiens = bool(v.pose or v.hand), bool(v.sapiens or v.driving)
+    if clips and sapiens:
+        v.problems.append("inputs: fill either pose + hand (ready clips) or sapiens + driving "
+                          "(a Sapiens folder and its driving video), not both; clear the "
+                          "other pair")
+        files: tuple[str, ...] = ("image",)
+    elif not clips and not sapiens:
+        v.problems.append("inputs: fill pose + hand (ready clips), or sapiens + driving "
+                          "(a Sapiens folder with pose.pkl, normal.npy, seg.npy and its "
+                          "driving video)")
+        files = ("image",)
+    else:
+        files = ("image", "pose", "hand") if clips else ("image", "driving")
+    for key in files:
         path = getattr(v, key)
         if not path:
             v.problems.append(f"{key}: required; give the path of the {key} file")
@@ -78,6 +102,15 @@ def check_project(values: dict[str, str]) -> ProjectValues:
             v.problems.append(f"{key}: {path} not found (missing file)")
         else:
             setattr(v, key, str(Path(path).expanduser().resolve()))
+    if sapiens and not clips:
+        folder = Path(v.sapiens).expanduser()
+        if not v.sapiens:
+            v.problems.append("sapiens: required with driving; give the Sapiens output folder "
+                              "(pose.pkl, normal.npy, seg.npy)")
+        elif not folder.is_dir():
+            v.problems.append(f"sapiens: {v.sapiens} is not a folder (missing?)")
+        else:
+            v.sapiens = str(folder.resolve())
     try:
         v.prompt = prompt_text(v.prompt)
         if not v.prompt:

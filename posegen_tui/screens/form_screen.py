@@ -52,6 +52,8 @@ class FormScreen(ReceivesResults, ModalScreen[int | None]):
         self.show_problems(problems)
 
     def show_problems(self, problems: list[str], style: str = "bold red") -> None:
+        if not self.is_attached:
+            return  # cancelled while its work ran
         text = Text()
         for p in problems:
             text.append(f"{'' if style != 'bold red' else '! '}{p}\n", style)

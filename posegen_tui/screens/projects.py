@@ -45,6 +45,7 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         self.data: ProjectsData | None = None
         self.include_archived = False
         self.loaded = False
+        self.detail_shown = False  # the highlighted row's details are on screen
         self._auto_opened = False
 
     @property
@@ -94,6 +95,7 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         self._detail()
 
     def _detail(self) -> None:
+        self.detail_shown = False
         detail = self.query_one("#projects-detail", Static)
         data, current = self.data, self.query_one(ProjectsTable).current()
         if data is None or not data.projects:
@@ -128,6 +130,7 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
                      f"{fmt.age(project['created_at'], data.loaded_at)} ago", "dim")
             t.append("\nN: new session of this project (Enter too).", "dim")
         detail.update(t)
+        self.detail_shown = True
 
     def _project_of(self, kind: str, ident: int) -> dict | None:
         for p in self.data.projects if self.data else []:

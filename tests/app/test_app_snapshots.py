@@ -37,8 +37,10 @@ def make_app(home: Path, gpu: GpuSource | None = None, session: int | None = Non
 
 
 async def projects_ready(pilot: Pilot) -> None:
+    # The table fills, then the cursor's row is highlighted and its details drawn.
     await until(pilot, lambda: isinstance(pilot.app.screen, ProjectsScreen)
-                and pilot.app.screen.loaded and gpu_shown(pilot))
+                and pilot.app.screen.loaded and pilot.app.screen.detail_shown
+                and gpu_shown(pilot))
 
 
 async def session_loaded(pilot: Pilot) -> None:
