@@ -376,6 +376,11 @@ class Job:
         self._emit("chunk_done", i, chunk.role, step=s.steps, steps=s.steps)
         return result
 
+    @property
+    def loaded_dit(self) -> str | None:
+        """The DiT kind ("base" or "cond") this job holds in memory, or None."""
+        return self.models.loaded_dit if self.models is not None else None
+
     def release_models(self) -> None:
         """Drop every model so a paused worker holds no GPU memory."""
         if self.models is not None:

@@ -74,6 +74,10 @@ class ModelSet:
         self._free()
         return tokens
 
+    @property
+    def loaded_dit(self) -> str | None:
+        return self._dit_kind if self._dit is not None else None
+
     def dit(self, kind: str) -> PoseGenDiT:
         """The base or cond DiT, loading it (and dropping the other) on a switch."""
         if self._dit is None or self._dit_kind != kind:

@@ -30,6 +30,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from . import schema
+from .scheduling import pick_chunk
 
 # "merging": the last worker is joining the chunks into the video.
 STATES = ("created", "running", "pausing", "paused", "stopping", "stopped", "merging", "done",
@@ -51,7 +52,6 @@ _DEPS_DONE = """NOT EXISTS (
     SELECT 1 FROM json_each({c}.deps_json) AS d
     LEFT JOIN chunks AS p ON p.session_id = {c}.session_id AND p.idx = d.value
     WHERE p.status IS NOT 'done')"""
-_ROLE_ORDER = "CASE {c}.role WHEN 'anchor' THEN 0 WHEN 'base' THEN 1 ELSE 2 END"
 
 
 class StoreError(RuntimeError):
@@ -470,10 +470,12 @@ class Store:
                   AND status != CASE WHEN {done} THEN 'ready' ELSE 'pending' END""",
             {"now": now, "sid": session_id})
 
-    def claim_chunk(self, session_id: int, worker_id: int) -> dict | None:
+    def claim_chunk(self, session_id: int, worker_id: int, loaded_kind: str | None = None
+                    ) -> dict | None:
         """Give this worker the next chunk to run, or None if nothing can start now.
 
-        Order: the anchor, then base chunks, then cond chunks (each by idx). Nothing is
+        ``loaded_kind`` is the DiT the worker holds ("base", "cond" or None); the
+        choice among ready chunks is ``sessions.scheduling.pick_chunk``. Nothing is
         handed out while the session's ``desired`` is pause or stop.
         """
         now = time.time()
@@ -489,14 +491,14 @@ class Store:
             self._refresh_ready(db, session_id, now)
             if session["desired"] != "run":
                 return None
-            row = self._row(
-                f"""SELECT idx FROM chunks c
+            ready = [(r["idx"], r["role"]) for r in self._rows(
+                f"""SELECT idx, role FROM chunks c
                     WHERE c.session_id = ? AND c.status IN ('pending', 'ready', 'stale')
-                      AND {_DEPS_DONE.format(c="c")}
-                    ORDER BY {_ROLE_ORDER.format(c="c")}, c.idx LIMIT 1""", [session_id])
-            if row is None:
+                      AND {_DEPS_DONE.format(c="c")}""", [session_id])]
+            picked = pick_chunk(ready, loaded_kind)
+            if picked is None:
                 return None
-            idx = row["idx"]
+            idx = picked[0]
             db.execute(
                 """UPDATE chunks SET status = 'running', worker_id = ?, started_at = ?,
                      finished_at = NULL, attempts = attempts + 1, error = NULL, updated_at = ?

@@ -27,6 +27,7 @@ from typing import Any
 from engine.gpu_info import device_index, device_memory
 from engine.progress import ProgressEvent
 from sessions.paths import db_path
+from sessions.scheduling import dit_kind, is_switch
 from sessions.session_job import job_for
 from sessions.store import Store
 
@@ -95,6 +96,7 @@ class Worker:
         self.worker_id = -1
         self.chunk: int | None = None
         self._last_progress = 0.0
+        self.switches = 0
 
     # progress from the engine: one short write per step
     def on_progress(self, e: ProgressEvent) -> None:
@@ -156,7 +158,8 @@ class Worker:
             for idx in store.reclaim_dead_workers(sid, WORKER_TIMEOUT_S):
                 store.add_event(sid, "reclaimed", f"chunk {idx} taken back from a lost worker",
                                 chunk_idx=idx, worker_id=self.worker_id)
-            row = store.claim_chunk(sid, self.worker_id)
+            loaded = job.loaded_dit
+            row = store.claim_chunk(sid, self.worker_id, loaded_kind=loaded)
             if row is None:
                 if store.all_done(sid):
                     self.merge_once(job)
@@ -172,6 +175,12 @@ class Worker:
             if job.is_done(idx):  # finished on disk just before a crash: adopt it
                 self.finish(job, idx, recovered=True)
                 continue
+            if is_switch(loaded, row["role"]):
+                self.switches += 1
+                store.add_event(sid, "dit_switch",
+                                f"worker {self.worker_id} loads the {dit_kind(row['role'])} DiT "
+                                f"for chunk {idx} (no {loaded} chunk ready; switch "
+                                f"{self.switches})", chunk_idx=idx, worker_id=self.worker_id)
             beat.reset_peak()
             result = job.run_chunk(idx, seed=row["seed"],
                                    should_stop=lambda: beat.desired != "run")
