@@ -18,20 +18,37 @@ _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 
 
+AUTO = "auto"
+Budget = int | str | None  # a parameter count, AUTO, or None (no limit)
+
+# Activation memory of the DiT forward, in bytes per (token x model width), the
+# largest over bare, anchor and KV-sharing base steps. Measured on an H100 at
+# 1280x720x81 (79,200 tokens, width 5120) by bench/dit_step.py: 11.14 GB for a
+# bare step (27.5) and 1.11 GB more for a base step's sharing blocks (30.2); see
+# docs/benchmarks.md.
+ACTIVATION_BYTES_PER_TOKEN_DIM = 30.5
+# Kept free on top of the prediction: allocator slack, cuBLAS/cuDNN workspaces,
+# the VAE and the chunk's conditions.
+MARGIN_BYTES = 4 << 30
+MARGIN_FRACTION = 0.05
+
+
 class BudgetError(ValueError):
     pass
 
 
-def parse_budget(text: str | int | None) -> int | None:
-    """Parse `-p`: `none` (everything resident), `4e9`, `4G`, `4*10**9`, `4000000000`.
+def parse_budget(text: str | int | None) -> Budget:
+    """Parse `-p`: `none` (everything resident), `auto`, `4e9`, `4G`, `4*10**9`, `4000000000`.
 
-    Returns a parameter count, or None for no limit.
+    Returns a parameter count, AUTO, or None for no limit.
     """
     if text is None or isinstance(text, int):
         return text
     s = text.strip().lower().replace("_", "").replace(",", "")
     if s in ("none", "all", "inf"):
         return None
+    if s == AUTO:
+        return AUTO
     m = re.fullmatch(_NUMBER + r"\s*\*\s*10\s*\*\*\s*(\d+)", s)
     if m:
         # float() parses any exponent (huge ones give inf); 10 ** int(...) could overflow
@@ -42,7 +59,8 @@ def parse_budget(text: str | int | None) -> int | None:
         value = float(f"{m.group(1)}e{m.group(2) or 0}") * _SUFFIX[m.group(3)]
         return _whole(value, text)
     raise BudgetError(f"-p {text!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9, "
-                      "4000000000 or none (all parameters on the GPU)")
+                      "4000000000, auto (fit the free GPU memory) or none (all parameters "
+                      "on the GPU)")
 
 
 def _whole(value: float, text: str) -> int:
@@ -69,11 +87,15 @@ def _leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def apply_budget(model: nn.Module, budget: int | None, device: torch.device | str,
-                 dtype: torch.dtype, offload_device: torch.device | str = "cpu") -> Placement:
+                 dtype: torch.dtype, offload_device: torch.device | str = "cpu",
+                 pin: bool = True) -> Placement:
     """Place ``model`` for computing on ``device`` with at most ``budget`` resident params.
 
     Parameters that are not inside a wrapped layer (modulation tables) are
-    always resident and count towards the budget first.
+    always resident and count towards the budget first. Streamed linear weights
+    are pinned (page-locked) when ``pin``: diffsynth copies them in at every
+    forward, and from pageable memory that copy ran at ~5 GB/s on an H100 host,
+    from pinned memory several times faster (docs/benchmarks.md).
     """
     from engine.compat import import_diffsynth_module
 
@@ -99,6 +121,9 @@ def apply_budget(model: nn.Module, budget: int | None, device: torch.device | st
         cls = vram.AutoWrappedLinear if isinstance(layer, nn.Linear) else vram.AutoWrappedModule
         w = cls(layer, **config, name=name)
         w.onload()
+        if not keep and pin and isinstance(layer, nn.Linear) and torch.cuda.is_available():
+            for param in w.parameters():
+                param.data = param.data.pin_memory()
         wrapped[name] = w
         if keep:
             used += n
@@ -112,3 +137,53 @@ def apply_budget(model: nn.Module, budget: int | None, device: torch.device | st
         setattr(parent, child, w)
     return Placement(resident + sum(p.numel() for p in loose), streamed, resident_layers,
                      len(layers) - resident_layers)
+
+
+# -- automatic budget ------------------------------------------------------------------------
+
+
+def activation_bytes(dim: int, n_tokens: int) -> int:
+    """Predicted activation peak of one DiT forward over ``n_tokens`` tokens."""
+    return int(ACTIVATION_BYTES_PER_TOKEN_DIM * n_tokens * dim)
+
+
+def margin_bytes(total_bytes: int) -> int:
+    return max(MARGIN_BYTES, int(MARGIN_FRACTION * total_bytes))
+
+
+def layer_sizes(model: nn.Module, dtype: torch.dtype) -> tuple[int, list[int]]:
+    """(bytes of always-resident loose params, bytes of each leaf layer in module order)."""
+    size = torch.empty((), dtype=dtype).element_size()
+    layers = _leaf_layers(model)
+    layer_params = {id(p) for _, m in layers for p in m.parameters()}
+    loose = sum(p.numel() for p in model.parameters() if id(p) not in layer_params)
+    return loose * size, [sum(p.numel() for p in m.parameters()) * size for _, m in layers]
+
+
+def predicted_peak(loose: int, layers: list[int], resident_layers: int, act: int) -> int:
+    """Peak bytes with the first ``resident_layers`` layers resident, the rest streamed.
+
+    A streamed layer is on the GPU only while it computes; one at a time, plus the
+    next one's copy in flight.
+    """
+    resident = loose + sum(layers[:resident_layers])
+    streamed = sorted(layers[resident_layers:], reverse=True)[:2]
+    return resident + sum(streamed) + act
+
+
+def auto_budget(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_bytes: int,
+                n_tokens: int) -> tuple[int | None, int]:
+    """The largest budget whose predicted peak fits ``free_bytes`` less a margin.
+
+    Returns (budget in parameters or None for everything, predicted peak bytes).
+    """
+    loose, layers = layer_sizes(model, dtype)
+    act = activation_bytes(model.cfg.dim, n_tokens)
+    room = free_bytes - margin_bytes(total_bytes)
+    size = torch.empty((), dtype=dtype).element_size()
+    if predicted_peak(loose, layers, len(layers), act) <= room:
+        return None, predicted_peak(loose, layers, len(layers), act)
+    n = len(layers)
+    while n > 0 and predicted_peak(loose, layers, n, act) > room:
+        n -= 1
+    return (loose + sum(layers[:n])) // size, predicted_peak(loose, layers, n, act)

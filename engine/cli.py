@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
                 user_errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
     """Parse and run; errors a user can fix become one line and exit code 2."""
+    from engine.compat import configure_cuda_allocator
+
+    configure_cuda_allocator()
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.budget import parse_budget
+from engine.budget import Budget, parse_budget
 from engine.job import JobInputs, JobSettings
 from engine.prompt import read_prompt_file
 
@@ -50,7 +50,8 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
     g = p.add_argument_group("hardware")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument("-p", "--budget", default="none",
-                   help="DiT parameters kept on the GPU: 4e9, 4G, 4*10**9 or none (all)")
+                   help="DiT parameters kept on the GPU: 4e9, 4G, 4*10**9, auto (the most that "
+                        "fits the GPU's free memory) or none (all)")
     g.add_argument("--dtype", default=DEFAULTS.dtype,
                    help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16")
 
@@ -69,5 +70,5 @@ def inputs_from_args(args: argparse.Namespace) -> JobInputs:
     return JobInputs(image=args.image, pose=args.pose, hand=args.hand, prompt=prompt)
 
 
-def budget_from_args(args: argparse.Namespace) -> int | None:
+def budget_from_args(args: argparse.Namespace) -> Budget:
     return parse_budget(args.budget)

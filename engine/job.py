@@ -14,6 +14,7 @@ Workspace layout (everything a resume needs is here):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -28,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_json
+from engine.budget import Budget
 from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
 from engine.chunk_plan import ChunkPlan, ChunkSpec, make_plan
 from engine.conditions import condition_clip, frame_mask
@@ -137,7 +139,7 @@ class ChunkResult:
 class Job:
     def __init__(self, out_dir: str | Path, inputs: JobInputs, settings: JobSettings,
                  ckpt: str | Path | None = None, device: str = "cpu",
-                 budget: int | None = None, progress: ProgressCallback | None = None,
+                 budget: Budget = None, progress: ProgressCallback | None = None,
                  tiled_vae: bool | None = None) -> None:
         self.out = Path(out_dir)
         self.inputs = inputs
@@ -162,8 +164,9 @@ class Job:
     def chunk_dir(self, i: int) -> Path:
         return self.out / "chunks" / f"{i:03d}"
 
-    @property
+    @functools.cached_property
     def anchor_cache(self) -> AnchorCache:
+        # One instance per job: it owns the writer thread whose queue finish() drains.
         return AnchorCache(self.out / "cache" / "anchor")
 
     @property
@@ -240,8 +243,12 @@ class Job:
 
     def _models(self) -> ModelSet:
         if self.models is None:
+            s = self.settings
+            # video tokens (latent frames x patches) + one frame of reference tokens
+            patches = (s.height // 16) * (s.width // 16)
+            n_tokens = ((s.frames - 1) // 4 + 1) * patches + patches
             self.models = ModelSet(self.layout, self.device, self.dtype, self.budget,
-                                   self.tiled_vae)
+                                   self.tiled_vae, n_tokens=n_tokens)
         return self.models
 
     def conditions(self) -> dict[str, torch.Tensor]:
@@ -368,6 +375,8 @@ class Job:
             seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
             peak_vram_bytes=peak,
             extra={"seed": seed, "budget": self.budget,
+                   "resolved_budget": models.resolved_budget,
+                   "predicted_peak_bytes": models.predicted_peak,
                    "foreground_fraction": (sum(hook.foreground_fraction)
                                            / len(hook.foreground_fraction))
                    if isinstance(hook, BaseSharer) and hook.foreground_fraction else None})

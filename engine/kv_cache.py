@@ -1,9 +1,13 @@
 """On-disk cache of what base chunks read from the anchor chunk.
 
-Per share step and block: the anchor's self-attention K and V (after norm and
-RoPE, video + reference tokens), one file per CFG pass. Per share step: the
-anchor's keyword maps, one (f, h, w) map per map block. Nothing else is kept
-(the release saves every block's full cross-attention q and k).
+Per share step and block, one file per CFG pass: the anchor's self-attention
+*input* (video + reference tokens, after norm and modulation). A base chunk
+recomputes the anchor's K and V from it with the same projections, norms and
+RoPE, which gives bit for bit the tensors the anchor attended with (same DiT,
+same shapes, same kernels) from half the bytes: K and V are two tensors of that
+size, the input is one. Per share step: the anchor's keyword maps, one (f, h, w)
+map per map block. Nothing else is kept (the release saves K and V, and every
+block's full cross-attention q and k).
 
 Files are safetensors written atomically; `manifest.json` records the settings
 that produced them, so a cache made under other settings is refused with a
@@ -20,9 +24,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_json
+from engine.cache_io import AsyncTensorWriter, BlockPrefetcher
+from engine.tensor_file import read_tensor
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 1: K and V per block; 2: the self-attention input per block
+INPUT = "x"
 
 
 class CacheMismatchError(RuntimeError):
@@ -38,6 +45,7 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 class AnchorCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.writer = AsyncTensorWriter()
 
     # -- manifest -------------------------------------------------------------
     def manifest(self) -> dict[str, Any] | None:
@@ -53,13 +61,15 @@ class AnchorCache:
         chunk can ever read them.
         """
         current = self.manifest()
-        if current is not None and current.get("settings") == settings:
+        if (current is not None and current.get("settings") == settings
+                and current.get("format") == FORMAT):
             return
         self.clear()
         atomic_write_json(self.root / MANIFEST,
                           {"format": FORMAT, "settings": settings, "complete": False})
 
     def finish(self) -> None:
+        self.flush()
         m = self.manifest() or {}
         m["complete"] = True
         m["files"] = {p.name: p.stat().st_size for p in sorted(self.root.glob("*.safetensors"))}
@@ -72,6 +82,11 @@ class AnchorCache:
             raise CacheMismatchError(
                 f"{self.root}: no complete anchor cache; the anchor chunk must finish first "
                 "(re-run the same command to resume it)")
+        if m.get("format") != FORMAT:
+            raise CacheMismatchError(
+                f"{self.root}: anchor cache is in format {m.get('format')}, this version reads "
+                f"format {FORMAT}; the anchor chunk must be generated again "
+                "(posegen retry SESSION --chunk ANCHOR, or --restart)")
         if m.get("settings") != settings:
             raise CacheMismatchError(
                 f"{self.root}: anchor cache was made with other settings "
@@ -89,28 +104,40 @@ class AnchorCache:
         return sum(p.stat().st_size for p in self.root.glob("*") if p.is_file())
 
     # -- tensors --------------------------------------------------------------
-    def kv_path(self, step: int, block: int, cfg_pass: str) -> Path:
-        return self.root / f"kv_s{step:03d}_b{block:03d}_{cfg_pass}.safetensors"
-
     def maps_path(self, step: int) -> Path:
         return self.root / f"maps_s{step:03d}.safetensors"
 
-    def save_kv(self, step: int, block: int, cfg_pass: str, k: torch.Tensor,
-                v: torch.Tensor) -> None:
-        tensors = {"k": k.detach().contiguous().cpu(), "v": v.detach().contiguous().cpu()}
-        with atomic_path(self.kv_path(step, block, cfg_pass)) as tmp:
-            save_file(tensors, str(tmp))
+    def input_path(self, step: int, block: int, cfg_pass: str) -> Path:
+        return self.root / f"x_s{step:03d}_b{block:03d}_{cfg_pass}.safetensors"
 
-    def load_kv(self, step: int, block: int, cfg_pass: str, device: torch.device | str
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.kv_path(step, block, cfg_pass)
+    def save_input(self, step: int, block: int, cfg_pass: str, x: torch.Tensor) -> None:
+        """Queue the anchor's self-attention input for writing (see ``flush``)."""
+        self.writer.submit(self.input_path(step, block, cfg_pass), INPUT, x)
+
+    def flush(self) -> None:
+        """Wait until every queued tensor is on disk."""
+        self.writer.flush()
+
+    def load_input(self, step: int, block: int, cfg_pass: str, device: torch.device | str
+                   ) -> torch.Tensor:
+        path = self.input_path(step, block, cfg_pass)
         try:
-            t = load_file(str(path), device=str(device))
+            return read_tensor(path, INPUT).to(device)
         except FileNotFoundError:
-            raise CacheMismatchError(f"{path}: missing from the anchor cache; generate the "
-                                     "anchor chunk again (posegen retry ... or --restart)"
-                                     ) from None
-        return t["k"], t["v"]
+            raise self._missing(path) from None
+
+    def prefetch_inputs(self, prefetcher: BlockPrefetcher, step: int, blocks: range,
+                        cfg_pass: str) -> None:
+        """Start reading one forward's inputs; a missing file raises at ``get``."""
+        for b in blocks:
+            if not self.input_path(step, b, cfg_pass).exists():
+                raise self._missing(self.input_path(step, b, cfg_pass))
+        prefetcher.start(blocks, lambda b: self.input_path(step, b, cfg_pass), INPUT)
+
+    @staticmethod
+    def _missing(path: Path) -> CacheMismatchError:
+        return CacheMismatchError(f"{path}: missing from the anchor cache; generate the anchor "
+                                  "chunk again (posegen retry ... or --restart)")
 
     def save_maps(self, step: int, maps: dict[int, torch.Tensor]) -> None:
         tensors = {f"block_{b}": m.detach().float().contiguous().cpu() for b, m in maps.items()}

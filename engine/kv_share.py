@@ -1,23 +1,27 @@
 """Background sharing between base chunks (spec section 5), as DiT attention hooks.
 
-The anchor chunk records, at share steps: self-attention K/V in share blocks
-(both CFG passes) and its keyword map in every map block (positive pass). A base
-chunk, at share steps and in share blocks, lets its background tokens attend to
-the anchor's K/V; the foreground, where the person is, keeps its own attention.
+The anchor chunk records, at share steps: its self-attention input in share
+blocks (both CFG passes; K and V are recomputed from it, see engine/kv_cache.py)
+and its keyword map in every map block (positive pass). A base chunk, at share
+steps and in share blocks, lets its background tokens attend to the anchor's
+K/V; the foreground, where the person is, keeps its own attention.
 The foreground is the union of Otsu masks of the anchor's and this chunk's
 averaged keyword maps. The negative pass reuses the positive pass's masks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from engine.cache_io import BlockPrefetcher
 from engine.kv_cache import AnchorCache
 from engine.models.attention import keyword_map, otsu_foreground, shared_attention
 
 POSITIVE, NEGATIVE = "pos", "neg"
+KVProjection = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class _StepHook:
     def begin(self, step: int, cfg_pass: str) -> None:
         self.step, self.cfg_pass = step, cfg_pass
 
+    def end_step(self) -> None:
+        """Called by the sampler after both passes, before it saves the step."""
+
     @property
     def sharing(self) -> bool:
         return self.settings.share_step(self.step)
@@ -78,10 +85,14 @@ class AnchorRecorder(_StepHook):
         self._maps: dict[int, torch.Tensor] = {}
 
     def self_attention(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                       n_video: int) -> torch.Tensor | None:
+                       n_video: int, x: torch.Tensor, project_kv: KVProjection
+                       ) -> torch.Tensor | None:
         if self.sharing and self.settings.share_block(block):
-            self.cache.save_kv(self.step, block, self.cfg_pass, k, v)
+            self.cache.save_input(self.step, block, self.cfg_pass, x)
         return None
+
+    def end_step(self) -> None:
+        self.cache.flush()
 
     def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:
         self._maps[block] = self._map(q_video, k_text)
@@ -102,7 +113,18 @@ class BaseSharer(_StepHook):
         self._anchor: dict[int, torch.Tensor] = {}
         self._anchor_step = -1
         self._masks: dict[tuple[int, int], torch.Tensor] = {}  # (step, block) -> foreground
-        self.foreground_fraction: list[float] = []
+        self._fractions: list[torch.Tensor] = []  # read once at the end: no sync per block
+        self.prefetcher = BlockPrefetcher(device)
+
+    @property
+    def foreground_fraction(self) -> list[float]:
+        return [float(f) for f in self._fractions]
+
+    def begin(self, step: int, cfg_pass: str) -> None:
+        super().begin(step, cfg_pass)
+        if self.sharing:
+            b0, b1 = self.settings.blocks
+            self.cache.prefetch_inputs(self.prefetcher, step, range(b0, b1), cfg_pass)
 
     def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:
         self._own[block] = self._map(q_video, k_text)
@@ -133,20 +155,27 @@ class BaseSharer(_StepHook):
         return fg
 
     def self_attention(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                       n_video: int) -> torch.Tensor | None:
+                       n_video: int, x: torch.Tensor, project_kv: KVProjection
+                       ) -> torch.Tensor | None:
         if not (self.sharing and self.settings.share_block(block)):
             return None
-        k_a, v_a = self.cache.load_kv(self.step, block, self.cfg_pass, q.device)
+        x_anchor = self.prefetcher.get(block)
+        if x_anchor.dtype != x.dtype:
+            raise ValueError(f"anchor cache holds {x_anchor.dtype} tensors, this run computes "
+                             f"in {x.dtype}; generate the anchor again with the same --dtype")
+        k_a, v_a = project_kv(x_anchor)
+        del x_anchor
         fg = None
         if self.settings.use_mask:
             key = (self.step, block)
             if self.cfg_pass == POSITIVE or key not in self._masks:
                 self._masks[key] = self.foreground(block)
-                self.foreground_fraction.append(float(self._masks[key].float().mean()))
+                self._fractions.append(self._masks[key].float().mean())
             fg = self._masks[key]
-        return shared_attention(q, k, v, k_a.to(q.dtype), v_a.to(q.dtype), fg, n_video)
+        return shared_attention(q, k, v, k_a, v_a, fg, n_video)
 
     def end_forward(self) -> None:
         self._own = {}
+        self.prefetcher.reset()
         if self.cfg_pass == NEGATIVE:
             self._masks = {k: m for k, m in self._masks.items() if k[0] > self.step}

@@ -6,7 +6,7 @@ import gc
 
 import torch
 
-from engine.budget import Placement, apply_budget
+from engine.budget import AUTO, Budget, Placement, apply_budget, auto_budget
 from engine.checkpoint import encoders
 from engine.checkpoint.dit_loader import load_dit
 from engine.checkpoint.layout import CheckpointLayout
@@ -15,11 +15,14 @@ from engine.models.dit import PoseGenDiT
 
 class ModelSet:
     def __init__(self, layout: CheckpointLayout, device: str, dtype: torch.dtype,
-                 budget: int | None, tiled_vae: bool = False) -> None:
+                 budget: Budget, tiled_vae: bool = False, n_tokens: int = 0) -> None:
         self.layout = layout
         self.device = torch.device(device)
         self.dtype = dtype
         self.budget = budget
+        self.n_tokens = n_tokens  # tokens per DiT forward, for -p auto
+        self.resolved_budget: int | None = None  # what -p auto chose
+        self.predicted_peak: int | None = None
         self.tiled_vae = tiled_vae
         self._vae = None
         self._dit: PoseGenDiT | None = None
@@ -89,9 +92,20 @@ class ModelSet:
             if self.device.type == "cpu":
                 self.placement = None
             else:
-                self.placement = apply_budget(model, self.budget, self.device, self.dtype)
+                budget = self.budget
+                if budget == AUTO:
+                    budget = self._auto_budget(model)
+                self.resolved_budget = budget
+                self.placement = apply_budget(model, budget, self.device, self.dtype)
             self._dit, self._dit_kind = model, kind
         return self._dit
+
+    def _auto_budget(self, model: PoseGenDiT) -> int | None:
+        free, total = torch.cuda.mem_get_info(self.device)
+        # Memory this process's allocator holds but does not use is free for the DiT too.
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        budget, self.predicted_peak = auto_budget(model, self.dtype, free, total, self.n_tokens)
+        return budget
 
     def release(self) -> None:
         self._vae = None

@@ -99,6 +99,8 @@ def sample(dit: PoseGenDiT, inputs: ChunkInputs, *, seed: int, steps: int, cfg_s
                       timestep, hook).float()
             flow = neg + cfg_scale * (pos - neg)
             latents = scheduler.step(flow, scheduler.timesteps[step], latents)
+        if hook is not None:
+            hook.end_step()  # the anchor's cache files for this step are on disk
         if state_path is not None:
             save_state(state_path, key, step + 1, latents)
         if on_step is not None:

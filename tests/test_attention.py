@@ -246,12 +246,25 @@ def forward(model: PoseGenDiT, x: dict, cfg_pass: str, hook=None) -> torch.Tenso
                      x["timestep"], hook)
 
 
+class AnchorSpy(AnchorRecorder):
+    """AnchorRecorder that also keeps the K/V the anchor attended with in share blocks."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kv: dict[tuple[int, str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def self_attention(self, block, q, k, v, n_video, x, project_kv):
+        if self.sharing and self.settings.share_block(block):
+            self.kv[(self.step, self.cfg_pass, block)] = (k.clone(), v.clone())
+        return super().self_attention(block, q, k, v, n_video, x, project_kv)
+
+
 def record_anchor(model: PoseGenDiT, root: Path, share: ShareSettings, steps: int = 2
                   ) -> tuple[AnchorCache, dict]:
     cache = AnchorCache(root)
     settings = {"steps": list(share.steps), "blocks": list(share.blocks), "seed": 1}
     cache.start(settings)
-    hook = AnchorRecorder(cache, share, KEYWORD, GRID)
+    hook = AnchorSpy(cache, share, KEYWORD, GRID)
     x = chunk_inputs(model, seed=1)
     for step in range(steps):
         for cfg_pass in ("pos", "neg"):
@@ -259,7 +272,9 @@ def record_anchor(model: PoseGenDiT, root: Path, share: ShareSettings, steps: in
             out = forward(model, x, cfg_pass, hook)
             # recording never changes the anchor's own result
             assert torch.equal(out, forward(model, x, cfg_pass))
+        hook.end_step()
     cache.finish()
+    cache.anchor_kv = hook.kv  # what the tests compare the base's recomputed K/V with
     return cache, settings
 
 
@@ -275,14 +290,14 @@ def anchor(model: PoseGenDiT, tmp_path_factory: pytest.TempPathFactory) -> Ancho
 
 def test_anchor_files(anchor: AnchorCache) -> None:
     names = {p.name for p in anchor.root.glob("*.safetensors")}
-    assert names == {"kv_s000_b002_pos.safetensors", "kv_s000_b002_neg.safetensors",
-                     "kv_s000_b003_pos.safetensors", "kv_s000_b003_neg.safetensors",
+    assert names == {"x_s000_b002_pos.safetensors", "x_s000_b002_neg.safetensors",
+                     "x_s000_b003_pos.safetensors", "x_s000_b003_neg.safetensors",
                      "maps_s000.safetensors"}
-    kv = load_file(str(anchor.root / "kv_s000_b002_pos.safetensors"))
+    x = load_file(str(anchor.root / "x_s000_b002_pos.safetensors"))["x"]
     n_tokens = GRID[0] * GRID[1] * GRID[2] + GRID[1] * GRID[2]  # video + reference
-    assert kv["k"].shape == kv["v"].shape == (1, n_tokens, 2, 32)
-    neg = load_file(str(anchor.root / "kv_s000_b002_neg.safetensors"))
-    assert not torch.equal(kv["k"], neg["k"])  # the passes differ (other context)
+    assert x.shape == (1, n_tokens, 64)  # one tensor of the model width, not K and V
+    neg = load_file(str(anchor.root / "x_s000_b002_neg.safetensors"))["x"]
+    assert not torch.equal(x, neg)  # the passes differ (other context)
     maps = load_file(str(anchor.root / "maps_s000.safetensors"))
     assert set(maps) == {"block_0", "block_1"}  # blocks <= max_block_idx
     for m in maps.values():
@@ -304,11 +319,17 @@ class Spy(BaseSharer):
         super().keyword_map(block, q_video, k_text)
         self.own_maps[(self.cfg_pass, block)] = self._own[block].clone()
 
-    def self_attention(self, block, q, k, v, n_video):
-        out = super().self_attention(block, q, k, v, n_video)
+    def self_attention(self, block, q, k, v, n_video, x, project_kv):
+        recomputed: list = []
+
+        def spy_kv(t):
+            recomputed.append(project_kv(t))
+            return recomputed[-1]
+
+        out = super().self_attention(block, q, k, v, n_video, x, spy_kv)
         if out is not None:
             self.calls[(self.cfg_pass, block)] = {"q": q, "k": k, "v": v, "out": out,
-                                                  "n_video": n_video}
+                                                  "n_video": n_video, "kv_a": recomputed[0]}
         return out
 
 
@@ -369,12 +390,14 @@ def test_base_chunk_sharing_with_mask(model: PoseGenDiT, anchor: AnchorCache,
         np.testing.assert_array_equal(fg.numpy(), expected_fg)
 
     for (cfg_pass, block), call in hook.calls.items():
-        kv = load_file(str(anchor.root / f"kv_s000_b{block:03d}_{cfg_pass}.safetensors"))
+        # K/V recomputed from the cached input are bit for bit what the anchor attended with
+        k_a, v_a = anchor.anchor_kv[(0, cfg_pass, block)]
+        assert torch.equal(call["kv_a"][0], k_a) and torch.equal(call["kv_a"][1], v_a)
         q, k, v, out = call["q"], call["k"], call["v"], call["out"]
         fg_rows = torch.zeros(q.shape[1], dtype=torch.bool)
         fg_rows[: call["n_video"]] = torch.from_numpy(expected_fg.reshape(-1))
         own_out = attention(q, k, v)
-        shared_out = attention(q, kv["k"], kv["v"])
+        shared_out = attention(q, k_a, v_a)
         torch.testing.assert_close(out[:, fg_rows], own_out[:, fg_rows], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(out[:, ~fg_rows], shared_out[:, ~fg_rows], rtol=1e-5,
                                    atol=1e-6)
@@ -397,8 +420,8 @@ def test_base_chunk_sharing_without_mask(model: PoseGenDiT, anchor: AnchorCache,
     assert not hook.own_maps  # no maps needed without the mask
     assert record_fg == [None] * 4
     for (cfg_pass, block), call in hook.calls.items():
-        kv = load_file(str(anchor.root / f"kv_s000_b{block:03d}_{cfg_pass}.safetensors"))
-        torch.testing.assert_close(call["out"], attention(call["q"], kv["k"], kv["v"]),
+        k_a, v_a = anchor.anchor_kv[(0, cfg_pass, block)]
+        torch.testing.assert_close(call["out"], attention(call["q"], k_a, v_a),
                                    rtol=1e-5, atol=1e-6)
 
 
@@ -406,7 +429,7 @@ def test_share_blocks_from_zero(model: PoseGenDiT, tmp_path: Path, record_fg: li
     share = ShareSettings(steps=(0, 1), blocks=(0, 4), max_block_idx=1)
     cache, _ = record_anchor(model, tmp_path / "anchor", share, steps=1)
     names = {p.name for p in cache.root.glob("*.safetensors")}
-    assert names == {f"kv_s000_b{b:03d}_{p}.safetensors" for b in range(4)
+    assert names == {f"x_s000_b{b:03d}_{p}.safetensors" for b in range(4)
                      for p in ("pos", "neg")} | {"maps_s000.safetensors"}
 
     x = chunk_inputs(model, seed=4)
@@ -434,13 +457,13 @@ def test_cache_check(tmp_path: Path) -> None:
     with pytest.raises(CacheMismatchError, match="no complete anchor cache"):
         cache.check(settings)
     cache.start(settings)
-    cache.save_kv(0, 34, "pos", torch.zeros(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    cache.save_input(0, 34, "pos", torch.arange(8.0).reshape(1, 2, 4))
     with pytest.raises(CacheMismatchError, match="no complete"):
         cache.check(settings)  # the anchor did not finish
     cache.finish()
     cache.check(settings)
-    k, v = cache.load_kv(0, 34, "pos", "cpu")
-    assert torch.equal(v, torch.ones(1, 2, 1, 4))
+    assert torch.equal(cache.load_input(0, 34, "pos", "cpu"), torch.arange(8.0).reshape(1, 2, 4))
+    assert cache.manifest()["format"] == 2
 
     changed = {**settings, "steps": [0, 4]}
     with pytest.raises(CacheMismatchError) as e:
@@ -456,7 +479,20 @@ def test_cache_check(tmp_path: Path) -> None:
     assert not list(cache.root.glob("*.safetensors"))
     with pytest.raises(CacheMismatchError):
         cache.check(changed)
-    with pytest.raises(CacheMismatchError, match="kv_s000_b034_pos"):
-        cache.load_kv(0, 34, "pos", "cpu")
+    with pytest.raises(CacheMismatchError, match="x_s000_b034_pos"):
+        cache.load_input(0, 34, "pos", "cpu")
     with pytest.raises(CacheMismatchError, match="maps_s000"):
         cache.load_maps(0, "cpu")
+
+
+def test_attention_backend_order() -> None:
+    from torch.nn.attention import SDPBackend
+
+    from engine.models.attention import backend_order
+
+    assert backend_order("")[:3] == [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                                     SDPBackend.EFFICIENT_ATTENTION]
+    order = backend_order("flash")
+    assert order[0] == SDPBackend.FLASH_ATTENTION and len(set(order)) == 4
+    with pytest.raises(ValueError, match="POSEGEN_ATTENTION='fast'.*cudnn"):
+        backend_order("fast")

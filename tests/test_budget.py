@@ -216,3 +216,45 @@ def test_budget_between_splits_the_model(reference) -> None:
     assert placement.resident_layers > 0 and placement.streamed_layers > 0
     assert placement.streamed_params > 0
     assert placement.resident_params <= budget
+
+
+# -- automatic budget ------------------------------------------------------------------------
+
+
+def test_parse_auto() -> None:
+    from engine.budget import AUTO
+
+    assert parse_budget("auto") == AUTO == parse_budget(" AUTO ")
+
+
+def test_auto_budget_fits_the_free_memory() -> None:
+    from engine.budget import activation_bytes, auto_budget, layer_sizes, margin_bytes
+
+    model = tiny_model()
+    loose, layers = layer_sizes(model, torch.bfloat16)
+    total_params = sum(p.numel() for p in model.parameters())
+    assert loose + sum(layers) == 2 * total_params
+    n_tokens = 5000
+    act = activation_bytes(model.cfg.dim, n_tokens)
+    total = 80 << 30
+    margin = margin_bytes(total)
+    room_all = loose + sum(layers) + sorted(layers)[-1] * 0 + act + margin
+
+    # room for everything: no limit
+    budget, peak = auto_budget(model, torch.bfloat16, room_all, total, n_tokens)
+    assert budget is None and peak == loose + sum(layers) + act
+
+    # a little less room: the largest resident prefix whose peak still fits
+    free = room_all - 1
+    budget, peak = auto_budget(model, torch.bfloat16, free, total, n_tokens)
+    assert budget is not None and peak <= free - margin
+    placed = apply_budget(copy.deepcopy(model), budget, "cpu", torch.bfloat16)
+    assert placed.streamed_layers >= 1
+    # one more resident layer would not have fitted
+    n = placed.resident_layers
+    bigger = loose + sum(layers[:n + 1]) + sum(sorted(layers[n + 1:], reverse=True)[:2]) + act
+    assert bigger > free - margin
+
+    # no room at all: everything streams (the run then reports the OOM with advice)
+    budget, _ = auto_budget(model, torch.bfloat16, margin, total, n_tokens)
+    assert budget == loose // 2

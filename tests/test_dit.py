@@ -155,7 +155,7 @@ class KeyRecorder:
         self.k: dict[int, torch.Tensor] = {}
         self.n_video: set[int] = set()
 
-    def self_attention(self, block, q, k, v, n_video):
+    def self_attention(self, block, q, k, v, n_video, x, project_kv):
         self.k[block] = k.clone()
         self.n_video.add(n_video)
         return None
@@ -167,6 +167,9 @@ class KeyRecorder:
         raise AssertionError("not asked for")
 
     def end_forward(self) -> None:
+        pass
+
+    def end_step(self) -> None:
         pass
 
 

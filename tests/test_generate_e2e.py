@@ -31,10 +31,11 @@ def test_video_has_driving_frame_count_and_fps(reference_run: Path) -> None:
 
 def test_anchor_cache_holds_only_share_steps_and_blocks(reference_run: Path) -> None:
     cache = reference_run / "cache" / "anchor"
-    kv = sorted(p.name for p in cache.glob("kv_*.safetensors"))
-    expected = sorted(f"kv_s{s:03d}_b{b:03d}_{p}.safetensors"
+    inputs = sorted(p.name for p in cache.glob("x_*.safetensors"))
+    expected = sorted(f"x_s{s:03d}_b{b:03d}_{p}.safetensors"
                       for s in (0, 1) for b in (2, 3) for p in ("pos", "neg"))
-    assert kv == expected
+    assert inputs == expected
+    assert not list(cache.glob("*.tmp"))  # every background write finished and was renamed
     assert sorted(p.name for p in cache.glob("maps_*")) == ["maps_s000.safetensors",
                                                             "maps_s001.safetensors"]
     assert json.loads((cache / "manifest.json").read_text())["complete"] is True

@@ -11,6 +11,7 @@ image's latent becomes extra tokens that share every self-attention and FFN
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
@@ -74,13 +75,17 @@ class AttentionHook(Protocol):
     """What the KV-sharing logic sees of a forward (see engine/kv_share.py)."""
 
     def self_attention(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                       n_video: int) -> torch.Tensor | None: ...
+                       n_video: int, x: torch.Tensor,
+                       project_kv: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                       ) -> torch.Tensor | None: ...
 
     def wants_keyword_map(self, block: int) -> bool: ...
 
     def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None: ...
 
     def end_forward(self) -> None: ...
+
+    def end_step(self) -> None: ...
 
 
 class RMSNorm(nn.Module):
@@ -127,13 +132,22 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
+    def project_kv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """K (normed, rotated) and V of input ``x``; also used on the anchor's cached input."""
+        heads = (self.num_heads, -1)
+        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), *rope)
+        return k, self.v(x).unflatten(-1, heads)
+
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], n_video: int,
                 block: int, hook: AttentionHook | None) -> torch.Tensor:
         heads = (self.num_heads, -1)
         q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, heads), *rope)
-        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), *rope)
-        v = self.v(x).unflatten(-1, heads)
-        out = hook.self_attention(block, q, k, v, n_video) if hook is not None else None
+        k, v = self.project_kv(x, rope)
+        out = None
+        if hook is not None:
+            out = hook.self_attention(block, q, k, v, n_video, x,
+                                      lambda t: self.project_kv(t, rope))
         if out is None:
             out = attention(q, k, v)
         return self.o(out)

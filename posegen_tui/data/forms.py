@@ -186,7 +186,7 @@ def check_session(project: dict, values: dict[str, str]) -> list[str]:
     steps = _pair(problems, values, "share_steps", "-s")
     blocks = _pair(problems, values, "share_blocks", "-b")
     budget = (values.get("budget") or "none").strip()
-    if budget.lower() not in ("none", "all", "inf") and budget_params(budget) is None:
+    if budget.lower() not in ("none", "all", "inf", "auto") and budget_params(budget) is None:
         problems.append(f"-p {budget!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9 "
                         "or none (all parameters on the GPU)")
     device = (values.get("device") or "cpu").strip()

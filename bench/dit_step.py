@@ -1,0 +1,618 @@
+"""DiT sampling-step benchmark at the release's real shapes, on random weights.
+
+Run on a CUDA machine from the repository root (see bench/dit_step.sh, which
+installs the carried wheels first):
+
+    python bench/dit_step.py --out $OUT            # Wan2.1-14B + PoseGen, 1280x720x81
+    python bench/dit_step.py --out /tmp/b --preset tiny --device cpu   # code paths only
+
+In one process, on one model (random bf16 weights, the engine's own classes and
+placement), it measures:
+  1. seconds per sampling step (CFG: both passes, through engine.sampler.sample) for
+     a bare step, an anchor step (recording the cache) and a base step (sharing
+     the anchor's K/V), and the release's formulation of the base step (dense mask
+     built on the CPU, K/V and cross-attention q/k saved with torch.save and read
+     with torch.load), written here for comparison only;
+  2. anchor-cache bytes at the default settings, ours (measured) and the release's
+     (computed from shapes; its q/k files are too big for this machine's disk);
+  3. the SDPA backends on the 79,200-token self-attention: time and error against a
+     float32 reference (on sampled query rows);
+  4. peak VRAM and seconds per step for -p budgets, with -p auto's predicted peak
+     next to the measured one.
+Raw numbers go to OUT/dit_step.json after every section (a timeout keeps what is
+done); a markdown table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine.compat import configure_cuda_allocator  # noqa: E402
+
+configure_cuda_allocator()  # as the engine's entry points do, before any CUDA use
+
+from engine.budget import (  # noqa: E402
+    AUTO,
+    activation_bytes,
+    apply_budget,
+    auto_budget,
+    layer_sizes,
+    margin_bytes,
+    parse_budget,
+    predicted_peak,
+)
+from engine.kv_cache import AnchorCache  # noqa: E402
+from engine.kv_share import POSITIVE, AnchorRecorder, BaseSharer, ShareSettings  # noqa: E402
+from engine.models.attention import attention, keyword_map, otsu_foreground  # noqa: E402
+from engine.models.dit import DiTConfig, PoseGenDiT  # noqa: E402
+from engine.sampler import ChunkInputs, sample  # noqa: E402
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Wan2.1-I2V-14B-720P with PoseGen's extras; 1280x720 portrait, 81 frames, 512 text
+    # tokens; release defaults -s 0 2 -b 34 40, max_block_idx 10.
+    "full": dict(cfg=DiTConfig(), height=1280, width=720, frames=81, text_tokens=512,
+                 share_steps=(0, 2), share_blocks=(34, 40), max_block_idx=10,
+                 budgets=["0 pageable", "0", "4e9", "auto 40G held"]),
+    "tiny": dict(cfg=DiTConfig(dim=64, ffn_dim=128, text_dim=32, freq_dim=64, num_heads=2,
+                               num_layers=6),
+                 height=64, width=32, frames=9, text_tokens=16, share_steps=(0, 2),
+                 share_blocks=(3, 6), max_block_idx=2, budgets=["0", "auto"]),
+}
+GiB = 1 << 30
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.p = PRESETS[args.preset]
+        self.cfg: DiTConfig = self.p["cfg"]
+        if args.blocks:
+            self.cfg = DiTConfig(**{**self.cfg.to_dict(), "num_layers": args.blocks,
+                                    "patch_size": self.cfg.patch_size})
+        self.device = torch.device(args.device)
+        self.cuda = self.device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.cuda else torch.float32
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = Path(args.work)
+        self.t0 = now()
+        self.results: dict[str, Any] = {"preset": args.preset, "argv": sys.argv[1:]}
+        b0, b1 = self.p["share_blocks"]
+        if b1 > self.cfg.num_layers:  # --blocks shrank the model: share its last blocks
+            b0, b1 = max(0, self.cfg.num_layers - (b1 - b0)), self.cfg.num_layers
+        self.share = ShareSettings(steps=self.p["share_steps"], blocks=(b0, b1),
+                                   max_block_idx=min(self.p["max_block_idx"], b0))
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        print(f"[dit_step +{now() - self.t0:6.1f}s] {msg}", flush=True)
+
+    def save(self) -> None:
+        tmp = self.out / "dit_step.json.tmp"
+        tmp.write_text(json.dumps(self.results, indent=1, default=str))
+        tmp.replace(self.out / "dit_step.json")
+
+    def time_left(self) -> float:
+        return self.args.time_limit - (now() - self.t0)
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> int | None:
+        return torch.cuda.max_memory_allocated(self.device) if self.cuda else None
+
+    # -- model and inputs -------------------------------------------------------------------
+    def environment(self) -> None:
+        env: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               "torch": torch.__version__, "python": platform.python_version(),
+                               "host": platform.node()}
+        if self.cuda:
+            prop = torch.cuda.get_device_properties(self.device)
+            env.update(device=prop.name, total_memory=prop.total_memory,
+                       sms=prop.multi_processor_count, cuda=torch.version.cuda,
+                       cudnn=torch.backends.cudnn.version())
+        else:
+            env["device"] = f"cpu ({os.cpu_count()} cores)"
+        self.results["environment"] = env
+        self.log(f"{env['device']}, torch {env['torch']}")
+
+    def build_model(self) -> PoseGenDiT:
+        """Random weights, built on the meta device and filled where they live."""
+        with torch.device("meta"):
+            model = PoseGenDiT(self.cfg)
+        model = model.to(self.dtype).to_empty(device=self.device)
+        g = torch.Generator(self.device).manual_seed(0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm_q.weight") or name.endswith("norm_k.weight") or \
+                        name.endswith("norm_k_img.weight") or ".norm" in name and \
+                        name.endswith("weight"):
+                    p.fill_(1.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:  # keep activations in range through 40 random blocks
+                    fan_in = p[0].numel() if p.dim() > 1 else p.numel()
+                    p.normal_(0.0, 0.5 / math.sqrt(fan_in), generator=g)
+        return model
+
+    def make_inputs(self, model: PoseGenDiT) -> tuple[ChunkInputs, tuple[int, int, int], int]:
+        h, w = self.p["height"] // 8, self.p["width"] // 8
+        f = (self.p["frames"] - 1) // 4 + 1
+        g = torch.Generator(self.device).manual_seed(1)
+        d, dt = self.device, self.dtype
+
+        def rnd(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=g, device=d).to(dt)
+
+        with torch.no_grad():
+            clip = rnd(1, 257, 1280)
+            ctx = [model.embed_context(rnd(1, self.p["text_tokens"], self.cfg.text_dim), clip)
+                   for _ in range(2)]
+        inputs = ChunkInputs(cond=rnd(1, 20, f, h, w), hand=rnd(1, 16, f, h, w),
+                             ref=rnd(1, 16, 1, h, w), context_pos=ctx[0], context_neg=ctx[1])
+        grid = (f, h // 2, w // 2)
+        n_tokens = f * (h // 2) * (w // 2) + (h // 2) * (w // 2)
+        return inputs, grid, n_tokens
+
+    # -- one step ---------------------------------------------------------------------------
+    def step(self, model: PoseGenDiT, inputs: ChunkInputs, hook=None, step: int = 0,
+             state: Path | None = None) -> dict[str, Any]:
+        """One CFG sampling step through the engine's sampler, at step index ``step``."""
+        done: list[float] = []
+        steps = 25
+
+        def on_step(n: int, total: int, seconds: float) -> None:
+            done.append(seconds)
+
+        state = state or self.work / "state.safetensors"  # its write syncs, like the engine's
+        state.unlink(missing_ok=True)
+        self.sync()
+        self.reset_peak()
+        t = now()
+        if step:  # start at `step`: a state file says where the chunk stands
+            from engine.sampler import initial_noise, save_state
+
+            shape = (1, 16, *inputs.cond.shape[2:])
+            save_state(state, {}, step, initial_noise(0, shape))
+        sample(model, inputs, seed=0, steps=steps, cfg_scale=5.0, shift=5.0,
+               device=self.device, hook=hook, state_path=state, state_key={},
+               on_step=on_step, should_stop=lambda: bool(done))
+        self.sync()
+        return {"seconds": done[0], "wall": now() - t, "peak_bytes": self.peak()}
+
+    # -- sections ---------------------------------------------------------------------------
+    def steps_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid, n_tokens: int
+                      ) -> None:
+        res: dict[str, Any] = {"tokens": n_tokens, "grid": grid,
+                               "share": {"steps": self.share.steps, "blocks": self.share.blocks,
+                                         "max_block_idx": self.share.max_block_idx}}
+        self.results["steps"] = res
+        keyword = 3
+        state = self.work / "state.safetensors"
+        self.log("warm-up forward")
+        t = now()
+        with torch.no_grad():
+            model(torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+                  inputs.context_pos, torch.tensor([999.0], device=self.device))
+        self.sync()
+        res["warmup_forward_seconds"] = now() - t
+        self.log(f"warm-up forward {res['warmup_forward_seconds']:.2f} s")
+        res["bare"] = self.step(model, inputs, state=state)
+        self.log(f"bare step {res['bare']['seconds']:.2f} s")
+        self.save()
+
+        cache = AnchorCache(self.work / "anchor")
+        cache.start({"bench": True})
+        rec = AnchorRecorder(cache, self.share, keyword, grid)
+        res["anchor"] = self.step(model, inputs, rec, state=state)
+        written = cache.writer.bytes_written
+        maps = cache.maps_path(0).stat().st_size
+        res["anchor"].update(cache_bytes_step=written + maps, input_bytes_step=written)
+        # the second share step writes the same amount: write it for real (base reads step 0)
+        cache.finish()
+        self.log(f"anchor step {res['anchor']['seconds']:.2f} s, wrote "
+                 f"{(written + maps) / GiB:.2f} GiB")
+        self.save()
+
+        sharer = BaseSharer(cache, self.share, keyword, grid, self.device)
+        res["base"] = self.step(model, inputs, sharer, state=state)
+        res["base"]["bytes_read"] = sharer.prefetcher.bytes_read
+        res["base"]["foreground_fraction"] = sharer.foreground_fraction
+        self.log(f"base step {res['base']['seconds']:.2f} s "
+                 f"(fg {sharer.foreground_fraction[:1]})")
+        self.save()
+
+        res["bare_again"] = self.step(model, inputs, state=state)
+        self.log(f"bare step again {res['bare_again']['seconds']:.2f} s")
+        self.save()
+
+        if self.time_left() > 200 or not self.cuda:
+            release = ReleaseBaseStep(self, model, n_tokens, grid, keyword)
+            res["release_setup"] = release.setup()
+            res["release_base"] = self.step(model, inputs, release, state=state)
+            res["release_base"]["parts"] = release.parts
+            self.log(f"release base step {res['release_base']['seconds']:.2f} s "
+                     f"{ {k: round(v, 2) for k, v in release.parts.items()} }")
+            release.cleanup()
+        else:
+            res["release_base"] = {"skipped": f"{self.time_left():.0f} s left"}
+        self.save()
+        res["cache_bytes"] = self.cache_bytes(n_tokens, res["anchor"])
+        self.save()
+
+    def cache_bytes(self, n_tokens: int, anchor: dict[str, Any]) -> dict[str, Any]:
+        """Anchor-cache bytes at these settings: ours measured, the release's from shapes."""
+        size = torch.empty((), dtype=self.dtype).element_size()
+        dim = self.cfg.dim
+        s0, s1 = self.share.steps
+        b0, b1 = self.share.blocks
+        n_steps, n_blocks = s1 - s0, b1 - b0
+        video = n_tokens - n_tokens // ((self.p["frames"] - 1) // 4 + 2)  # minus one ref frame
+        kv = 2 * n_tokens * dim * size * n_blocks * 2 * n_steps  # K and V, 2 passes
+        # the release saves every block's cross-attention q (video tokens) and k (text), pos.
+        qk = (video + self.p["text_tokens"]) * dim * size * self.cfg.num_layers * n_steps
+        ours = anchor["cache_bytes_step"] * n_steps
+        return {"ours_measured": ours, "release_kv": kv, "release_qk": qk,
+                "release_total": kv + qk, "ratio": ours / (kv + qk),
+                "ours_per_share_step": anchor["cache_bytes_step"]}
+
+    def attention_section(self, n_tokens: int) -> None:
+        """SDPA backends on the self-attention shape: time and error vs float32."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        heads, hd = self.cfg.num_heads, self.cfg.head_dim
+        g = torch.Generator(self.device).manual_seed(2)
+        q, k, v = (torch.randn(1, heads, n_tokens, hd, generator=g, device=self.device)
+                   .to(self.dtype) for _ in range(3))
+        rows = torch.randperm(n_tokens, generator=torch.Generator().manual_seed(3))[:256]
+        rows = rows.to(self.device)
+        # float32 reference on 256 query rows against every key
+        ref = torch.softmax((q[:, :, rows].float() @ k.float().transpose(-1, -2)) / hd**0.5,
+                            -1) @ v.float()
+        flops = 4 * heads * n_tokens * n_tokens * hd
+        names = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                 "efficient": SDPBackend.EFFICIENT_ATTENTION}
+        if not self.cuda:
+            names = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION}
+        res: dict[str, Any] = {"tokens": n_tokens, "heads": heads, "head_dim": hd}
+        for name, backend in names.items():
+            try:
+                with sdpa_kernel([backend]):
+                    out = F.scaled_dot_product_attention(q, k, v)
+                    self.sync()
+                    times = []
+                    for _ in range(3):
+                        t = now()
+                        F.scaled_dot_product_attention(q, k, v)
+                        self.sync()
+                        times.append(now() - t)
+                err = (out[:, :, rows].float() - ref).norm() / ref.norm()
+                best = min(times)
+                res[name] = {"seconds": best, "tflops": flops / best / 1e12,
+                             "rel_error": float(err)}
+                del out
+                self.log(f"attention {name}: {best * 1e3:.1f} ms, rel err {float(err):.2e}")
+            except RuntimeError as e:
+                res[name] = {"error": str(e).splitlines()[0][:200]}
+        # what the engine's own attention() picks (q, k, v in its (B, n, heads, d) layout)
+        t = now()
+        attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        self.sync()
+        t = now()
+        attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        self.sync()
+        res["engine"] = {"seconds": now() - t}
+        self.results["attention"] = res
+        del q, k, v, ref
+        self.save()
+
+    def budget_section(self, state: dict[str, torch.Tensor], inputs: ChunkInputs,
+                       n_tokens: int) -> None:
+        """Peak VRAM and step time per -p, and -p auto's prediction against the measure.
+
+        ``state``: the weights on the CPU, unwrapped, as load_dit leaves them (pageable).
+        """
+        res: dict[str, Any] = {}
+        self.results["budgets"] = res
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        for text in self.p["budgets"]:
+            if self.time_left() < 45:
+                res[text] = {"skipped": f"{self.time_left():.0f} s left"}
+                continue
+            with torch.device("meta"):
+                m = PoseGenDiT(self.cfg)
+            m.load_state_dict(state, assign=True)
+            # "0 pageable": streamed weights left in pageable memory (diffsynth's way);
+            # "auto 40G held": -p auto while another tensor holds 40 GiB (a busier card)
+            words = text.split()
+            budget = parse_budget(words[0])
+            pin = "pageable" not in words
+            held = None
+            if "held" in words:
+                held = torch.empty(int(float(words[1].rstrip("G")) * GiB), dtype=torch.uint8,
+                                   device=self.device)
+            entry: dict[str, Any] = {"pinned": pin, "held_bytes": held.numel() if held is not
+                                     None else 0}
+            loose, layers = layer_sizes(m, self.dtype)
+            act = activation_bytes(self.cfg.dim, n_tokens)
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if budget == AUTO:
+                budget, _ = auto_budget(m, self.dtype, free, total, n_tokens)
+                entry["auto_free_bytes"] = free
+            t = now()
+            placed = apply_budget(m, budget, self.device, self.dtype, pin=pin)
+            entry["place_seconds"] = now() - t
+            entry.update(budget=budget, resident_params=placed.resident_params,
+                         streamed_params=placed.streamed_params,
+                         resident_layers=placed.resident_layers,
+                         predicted_peak=predicted_peak(loose, layers, placed.resident_layers,
+                                                       act),
+                         activation_predicted=act)
+            before = torch.cuda.memory_allocated(self.device)  # resident weights + inputs
+            try:
+                entry.update(self.step(m, inputs, state=self.work / "state.safetensors"))
+            except torch.OutOfMemoryError as e:
+                entry["oom"] = str(e).splitlines()[0]
+                res[text] = entry
+                self.log(f"-p {text}: OUT OF MEMORY ({entry['oom'][:100]})")
+                del m, placed, held
+                gc.collect()
+                torch.cuda.empty_cache()
+                self.save()
+                continue
+            if held is not None:
+                before -= held.numel()
+                entry["peak_bytes"] -= held.numel()
+                del held
+            entry["resident_bytes"] = 2 * placed.resident_params
+            entry["allocated_before_step"] = before
+            entry["activation_measured"] = entry["peak_bytes"] - before
+            entry["prediction_error"] = (entry["predicted_peak"] - entry["peak_bytes"]) / \
+                entry["peak_bytes"]
+            entry["left_for_activations"] = total - entry["held_bytes"] - 2 * placed.resident_params
+            res[text] = entry
+            self.log(f"-p {text}: {entry['seconds']:.2f} s/step, peak "
+                     f"{entry['peak_bytes'] / GiB:.1f} GiB, predicted "
+                     f"{entry['predicted_peak'] / GiB:.1f} GiB")
+            del m, placed
+            gc.collect()
+            torch.cuda.empty_cache()
+            self.save()
+        res["margin_bytes"] = margin_bytes(total)
+
+    def run(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.environment()
+        t = now()
+        model = self.build_model()
+        params = sum(p.numel() for p in model.parameters())
+        self.results["model"] = {"params": params, "config": self.cfg.to_dict(),
+                                 "build_seconds": now() - t}
+        if self.cuda:
+            placed = apply_budget(model, None, self.device, self.dtype)
+            self.results["model"]["resident_params"] = placed.resident_params
+        self.log(f"model: {params / 1e9:.2f} B params in {now() - t:.1f} s")
+        inputs, grid, n_tokens = self.make_inputs(model)
+        self.save()
+        self.steps_section(model, inputs, grid, n_tokens)
+        self.attention_section(n_tokens)
+        if self.cuda:
+            # Unwrapped CPU copy of the weights, as load_dit leaves them (pageable memory).
+            state = {k.replace(".module.", "."): v.to("cpu")
+                     for k, v in model.state_dict().items()}
+            del model
+            gc.collect()
+            torch.cuda.empty_cache()
+            self.budget_section(state, inputs, n_tokens)
+        else:
+            self.results["budgets"] = {
+                "skipped": "the -p budget places layers on a CUDA device; CPU runs keep all"}
+        self.results["total_seconds"] = now() - self.t0
+        self.save()
+        print(table(self.results))
+
+
+class ReleaseBaseStep:
+    """The release's base-step formulation, rebuilt here for timing only.
+
+    At share steps: in map blocks it reads the anchor's full cross-attention q and k
+    back with torch.load and builds both maps; in share blocks it reads K and V with
+    torch.load, builds the dense (tokens x tokens) additive mask on the CPU, copies it
+    to the GPU, and computes the masked attention over every query next to the
+    chunk's own full attention, then mixes them. One saved file per tensor kind is
+    read back for every block (page cache, like ours), since the q/k files of all
+    blocks would not fit this disk.
+    """
+
+    def __init__(self, bench: Bench, model: PoseGenDiT, n_tokens: int, grid, keyword: int
+                 ) -> None:
+        self.b = bench
+        self.n_tokens, self.grid, self.keyword = n_tokens, grid, keyword
+        self.settings = bench.share
+        self.dir = bench.work / "release"
+        self.step_idx, self.cfg_pass = -1, POSITIVE
+        self.parts: dict[str, float] = {}
+        self._anchor_maps: list[torch.Tensor] = []
+        self._own_maps: list[torch.Tensor] = []
+        self._fg: dict[int, torch.Tensor] = {}
+
+    def _add(self, part: str, seconds: float) -> None:
+        self.parts[part] = self.parts.get(part, 0.0) + seconds
+
+    def setup(self) -> dict[str, Any]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg, b = self.b.cfg, self.b
+        n_video = self.n_tokens - self.grid[1] * self.grid[2]
+        g = torch.Generator(b.device).manual_seed(4)
+        shape = (1, self.n_tokens, cfg.num_heads, cfg.head_dim)
+        out: dict[str, Any] = {}
+        for name, sh in (("k", shape), ("v", shape),
+                         ("cross_q", (1, n_video, cfg.num_heads, cfg.head_dim)),
+                         ("cross_k", (1, b.p["text_tokens"], cfg.num_heads, cfg.head_dim))):
+            t = torch.randn(*sh, generator=g, device=b.device).to(b.dtype)
+            b.sync()
+            t0 = now()
+            torch.save(t, self.dir / f"{name}.pt")
+            out[f"save_{name}_seconds"] = now() - t0
+            out[f"{name}_bytes"] = t.numel() * t.element_size()
+        return out
+
+    def cleanup(self) -> None:
+        for p in self.dir.glob("*.pt"):
+            p.unlink()
+
+    def _load(self, name: str) -> torch.Tensor:
+        t0 = now()
+        t = torch.load(self.dir / f"{name}.pt", map_location=self.b.device)
+        self.b.sync()
+        self._add("torch_load", now() - t0)
+        return t
+
+    # the AttentionHook protocol
+    def begin(self, step: int, cfg_pass: str) -> None:
+        self.step_idx, self.cfg_pass = step, cfg_pass
+
+    @property
+    def sharing(self) -> bool:
+        return self.settings.share_step(self.step_idx)
+
+    def wants_keyword_map(self, block: int) -> bool:
+        return (self.sharing and self.cfg_pass == POSITIVE
+                and block <= self.settings.max_block_idx)
+
+    def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:
+        self._own_maps.append(keyword_map(q_video, k_text[:, self.keyword], self.grid))
+        q_a, k_a = self._load("cross_q"), self._load("cross_k")
+        self._anchor_maps.append(keyword_map(q_a, k_a[:, self.keyword], self.grid))
+
+    def self_attention(self, block, q, k, v, n_video, x, project_kv):
+        if not (self.sharing and self.settings.share_block(block)):
+            return None
+        k_a, v_a = self._load("k"), self._load("v")
+        if self.cfg_pass == POSITIVE or block not in self._fg:
+            fg = otsu_foreground(torch.stack(self._anchor_maps).mean(0))
+            anchor_fg = fg
+            if self._own_maps:
+                fg = fg | otsu_foreground(torch.stack(self._own_maps).mean(0))
+            self._fg[block] = fg
+            self._anchor_fg = anchor_fg
+        n = q.shape[1]
+        t0 = now()
+        a_fg = torch.zeros(n, dtype=torch.bool)
+        a_fg[:n_video] = self._anchor_fg.reshape(-1).cpu()
+        mask = torch.zeros(n, n, dtype=q.dtype)
+        mask.masked_fill_(a_fg[:, None] & a_fg[None, :], float("-inf"))
+        self._add("mask_build_cpu", now() - t0)
+        t0 = now()
+        mask = mask.to(q.device)
+        self.b.sync()
+        self._add("mask_copy", now() - t0)
+        t0 = now()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # the kernels that take a dense mask without materialising the scores
+        allowed = ([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION] if q.is_cuda
+                   else [SDPBackend.MATH])
+        with sdpa_kernel(allowed):
+            shared = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k_a.transpose(1, 2), v_a.transpose(1, 2),
+                attn_mask=mask[None, None]).transpose(1, 2).flatten(2)
+        self.b.sync()
+        self._add("masked_attention", now() - t0)
+        del mask
+        own = attention(q, k, v)
+        rows = torch.zeros(n, dtype=torch.bool, device=q.device)
+        rows[:n_video] = self._fg[block].reshape(-1).to(q.device)
+        return torch.where(rows[None, :, None], own, shared)
+
+    def end_forward(self) -> None:
+        self._own_maps, self._anchor_maps = [], []
+
+    def end_step(self) -> None:
+        self._fg = {}
+
+
+def table(r: dict[str, Any]) -> str:
+    env, st = r["environment"], r.get("steps", {})
+    lines = [f"## dit_step: {env['device']}, torch {env['torch']}, {env['date']}",
+             f"model {r['model']['params'] / 1e9:.2f} B params, {st.get('tokens')} tokens", "",
+             "| step (CFG, both passes) | s/step | vs bare | peak VRAM GiB |", "|---|---|---|---|"]
+    bare = st.get("bare", {}).get("seconds")
+    for name in ("bare", "anchor", "base", "bare_again", "release_base"):
+        e = st.get(name, {})
+        if "seconds" in e:
+            pk = f"{e['peak_bytes'] / GiB:.1f}" if e.get("peak_bytes") else "-"
+            lines.append(f"| {name} | {e['seconds']:.3f} | {e['seconds'] / bare:.3f}x | {pk} |")
+    cb = st.get("cache_bytes")
+    if cb:
+        lines += ["", f"anchor cache at these settings: ours {cb['ours_measured'] / GiB:.2f} GiB, "
+                  f"release {cb['release_total'] / GiB:.2f} GiB "
+                  f"(K/V {cb['release_kv'] / GiB:.2f} + cross q/k {cb['release_qk'] / GiB:.2f}); "
+                  f"ratio {cb['ratio']:.3f}"]
+    att = r.get("attention", {})
+    if att:
+        lines += ["", "| SDPA backend | ms | TFLOP/s | rel. error vs fp32 |", "|---|---|---|---|"]
+        for name, e in att.items():
+            if isinstance(e, dict) and "seconds" in e and name != "engine":
+                lines.append(f"| {name} | {e['seconds'] * 1e3:.1f} | {e['tflops']:.0f} | "
+                             f"{e['rel_error']:.2e} |")
+            elif isinstance(e, dict) and "error" in e:
+                lines.append(f"| {name} | unavailable: {e['error'][:60]} | | |")
+        if "engine" in att:
+            lines.append(f"| engine's attention() | {att['engine']['seconds'] * 1e3:.1f} | | |")
+    bud = r.get("budgets", {})
+    rows = [(k, e) for k, e in bud.items() if isinstance(e, dict) and "seconds" in e]
+    ooms = [(k, e) for k, e in bud.items() if isinstance(e, dict) and "oom" in e]
+    if rows:
+        lines += ["", "| -p | resident params | s/step | peak GiB | predicted GiB | error |",
+                  "|---|---|---|---|---|---|"]
+        for k, e in rows:
+            lines.append(f"| {k} | {e['resident_params'] / 1e9:.2f} B | {e['seconds']:.2f} | "
+                         f"{e['peak_bytes'] / GiB:.1f} | {e['predicted_peak'] / GiB:.1f} | "
+                         f"{e['prediction_error'] * 100:+.1f}% |")
+    for k, e in ooms:
+        lines.append(f"| {k} | {e['resident_params'] / 1e9:.2f} B | OOM | - | "
+                     f"{e['predicted_peak'] / GiB:.1f} | - |")
+    if "skipped" in bud:
+        lines += ["", f"budgets: skipped ({bud['skipped']})"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.environ.get("OUT", "/tmp/dit_step_out"))
+    p.add_argument("--work", default="/tmp/dit_step_work")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--blocks", type=int, default=0, help="fewer DiT blocks (dry runs)")
+    p.add_argument("--time-limit", type=float, default=540.0,
+                   help="seconds after which optional parts are skipped")
+    args = p.parse_args(argv)
+    Bench(args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
