@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import threading
 import time
 from functools import partial
@@ -16,9 +17,9 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from posegen_tui.commands import PosegenCommands
-from posegen_tui.data.loaders import WorkerUse, load_gpu_side
-from posegen_tui.gpu.source import GpuReading, GpuSource, source_from_env
-from posegen_tui.gpu.state import GpuState
+from posegen_tui.data.loaders import load_gpu_side
+from posegen_tui.gpu.source import GpuSource, source_from_env
+from posegen_tui.gpu.state import GpuState, GpuTick
 from posegen_tui.runner import GPU, GROUPS, ReceivesResults, Runner
 from posegen_tui.screens.gpu import GpuScreen
 from posegen_tui.screens.help import HelpScreen
@@ -31,13 +32,14 @@ TCSS = Path(__file__).parent / "tcss"
 HISTORY_S = 3600.0  # GPU samples from the store shown on start
 
 
-def read_gpus(source: GpuSource, home: Path, since: float
-              ) -> tuple[list[GpuReading], str, list[WorkerUse], list[dict], float]:
-    """One GPU tick (on a thread): device readings, live workers' numbers, new samples."""
+def read_gpus(source: GpuSource, home: Path, since: float) -> GpuTick:
+    """One GPU tick (on a thread): device readings, live workers' numbers, new samples
+    of this host, the latest sample of every host's devices."""
     now = time.time()
     readings = source.read()
-    workers, samples = load_gpu_side(home, since)
-    return readings, source.unavailable(), workers, samples, now
+    workers, samples, nodes = load_gpu_side(home, since, now - HISTORY_S)
+    return GpuTick(readings, source.unavailable(), workers, samples, nodes, now,
+                   socket.gethostname())
 
 
 class PosegenApp(ReceivesResults, App[int]):
@@ -105,17 +107,17 @@ class PosegenApp(ReceivesResults, App[int]):
         call = partial(read_gpus, self.gpu_source, self.home, self._gpu_since)
         self.runner.submit(self, "gpu", call, self._gpu_read, group=GPU)
 
-    def _gpu_read(self, result: tuple[list[GpuReading], str, list[WorkerUse], list[dict],
-                                      float]) -> None:
-        readings, unavailable, workers, samples, now = result
+    def _gpu_read(self, tick: GpuTick) -> None:
         state = self.gpu_state
-        state.readings, state.unavailable, state.workers = readings, unavailable, workers
-        state.history.add_samples(samples)
-        for r in readings:
-            state.history.add(r.index, now, r.used)
+        state.readings, state.unavailable, state.workers = (tick.readings, tick.unavailable,
+                                                            tick.workers)
+        state.nodes, state.host, state.read_at = tick.nodes, tick.host, tick.now
+        state.history.add_samples(tick.samples)
+        for r in tick.readings:
+            state.history.add(r.index, tick.now, r.used)
         state.loaded = True
-        if samples:
-            self._gpu_since = max(s["t"] for s in samples) + 1e-6
+        if tick.samples:
+            self._gpu_since = max(s["t"] for s in tick.samples) + 1e-6
         self.refresh_gpu_panels()
 
     def refresh_gpu_panels(self) -> None:

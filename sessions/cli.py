@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -105,6 +106,25 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("session", type=int)
     p.add_argument("--gpus", help="one worker per GPU, e.g. 0,1,2,3")
     p.add_argument("--workers", type=int, help="number of CPU workers (CPU sessions)")
+    p.add_argument("--executor", choices=("local", "ray"),
+                   help="local: worker processes on this host (start's default); ray: "
+                        "actors on a Ray cluster of several hosts (resume's default for a "
+                        "session started with it); see docs/cluster.md")
+    g = p.add_argument_group("Ray executor (pip install 'posegen-tui[ray]')")
+    g.add_argument("--address", help="Ray cluster: auto (default: the one this host "
+                   "joined with `ray start`), HEAD:6379, or local (a private one-node Ray)")
+    g.add_argument("--ray-actors", type=int, metavar="N",
+                   help="actors to start (default: one per GPU in the cluster)")
+    g.add_argument("--ray-resource", metavar="NAME",
+                   help="Ray resource each actor takes (default GPU)")
+    g.add_argument("--ray-amount", type=float, metavar="X",
+                   help="how much of that resource per actor (default 1)")
+    g.add_argument("--ray-device", metavar="DEV", help="torch device inside each actor "
+                   "(default cuda:0: Ray gives each actor its own GPU; cpu for CPU sessions)")
+    g.add_argument("--ray-threads", type=int, metavar="N",
+                   help="torch CPU threads per actor (default: Ray's)")
+    g.add_argument("--no-wait", action="store_true",
+                   help="return at once instead of waiting for the actors to be ready")
 
 
 # -- projects and sessions -----------------------------------------------------
@@ -161,7 +181,9 @@ def cmd_session_new(args: argparse.Namespace) -> int:
         budget=args.budget, ckpt=str(ckpt), device=args.device,
         gpus=args.gpus or ("cpu" if args.device == "cpu" else ""), workspace="",
         name=args.name)
-    store.set_workspace(sid, str(workspace_dir(sid)))
+    # Resolved: a `sessions` folder linked to a shared mount is stored as the mount's
+    # path, which the nodes of a Ray cluster see (docs/cluster.md).
+    store.set_workspace(sid, str(workspace_dir(sid).resolve()))
     if args.json:
         print(json.dumps({"id": sid, "chunks": plan.num_chunks}))
     else:
@@ -177,10 +199,63 @@ def _devices(store, args: argparse.Namespace) -> list[str]:
     return worker_devices(store.get_session(args.session), args.gpus, args.workers)
 
 
+RAY_ARGS = {"address": "address", "ray_actors": "actors", "ray_resource": "resource",
+            "ray_amount": "amount", "ray_device": "device", "ray_threads": "threads"}
+
+
+def _executor(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The executor asked for (None: the default) and the Ray options given."""
+    given = {key: getattr(args, name) for name, key in RAY_ARGS.items()
+             if getattr(args, name) is not None}
+    executor = args.executor
+    if given and executor is None:
+        executor = "ray"
+    if executor == "local" and given:
+        raise StoreError(f"--{next(iter(given)).replace('_', '-')} is an option of the Ray "
+                         "executor; drop it, or use --executor ray")
+    if executor == "ray" and (args.gpus or args.workers):
+        raise StoreError("--gpus/--workers choose local workers; with --executor ray the "
+                         "cluster's GPUs are used (--ray-actors N to use fewer)")
+    if executor is None and (args.gpus or args.workers):
+        executor = "local"
+    return executor, given
+
+
+def _ray_started(store, args: argparse.Namespace, pid: int, after: int, verb: str) -> int:
+    from sessions.control import wait_ray_ready
+
+    sid = args.session
+    if args.no_wait:
+        print(f"session {sid}: {verb} the Ray driver (pid {pid}); watch with "
+              f"`posegen status {sid}` or `posegen logs {sid} -f`")
+        return 0
+    state, message = wait_ray_ready(store, sid, pid, after)
+    if state == "failed":
+        raise StoreError(message)
+    if state == "timeout":
+        print(f"session {sid}: the Ray driver (pid {pid}) is still starting its actors; "
+              f"see `posegen logs {sid} -f`")
+        return 0
+    print(f"session {sid}: {verb} on Ray, driver pid {pid}: {message}; watch with "
+          f"`posegen status {sid}` or posegen-tui")
+    return 0
+
+
+def _last_event_id(store, session_id: int) -> int:
+    events = store.events(session_id, limit=1000000)
+    return events[-1]["id"] if events else 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
-    from sessions.control import start_workers
+    from sessions.control import ray_options, start_ray_driver, start_workers
 
     store = _store()
+    executor, given = _executor(args)
+    if executor == "ray":
+        after = _last_event_id(store, args.session)
+        options = ray_options(store.get_session(args.session), given)
+        pid = start_ray_driver(store, args.session, options)
+        return _ray_started(store, args, pid, after, "started")
     pids = start_workers(store, args.session, _devices(store, args))
     print(f"session {args.session}: started worker pid {', '.join(map(str, pids))}; "
           f"watch with `posegen status {args.session}` or posegen-tui")
@@ -188,10 +263,17 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from sessions.control import resume
+    from sessions.control import executor_of, resume
 
     store = _store()
-    pids = resume(store, args.session, _devices(store, args))
+    executor, given = _executor(args)
+    ray = executor == "ray" or (
+        executor is None and (executor_of(store, args.session) or {}).get("kind") == "ray")
+    after = _last_event_id(store, args.session)
+    devices = [] if ray else _devices(store, args)
+    pids = resume(store, args.session, devices, executor=executor, ray=given)
+    if ray:
+        return _ray_started(store, args, pids[0], after, "resumed")
     print(f"session {args.session}: resumed with worker pid {', '.join(map(str, pids))}")
     return 0
 
@@ -241,7 +323,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  chunk {c['index']:>3} {c['role']:<6} {c['start']:>6}-{c['end']:<6} "
               f"{c['status']:<8} {bar}{err}")
     for w in snap["workers"]:
-        print(f"  worker {w['id']} pid {w['pid']} {w['device']} "
+        where = f" on {w['host']}" if w.get("host") and w["host"] != socket.gethostname() else ""
+        print(f"  worker {w['id']} pid {w['pid']} {w['device']}{where} "
               f"{'alive' if w['alive'] else 'ended: ' + str(w['end_reason'])}")
     if snap["video"]:
         print(f"  video: {snap['video']}")

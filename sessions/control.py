@@ -6,6 +6,9 @@ and by starting processes, never by importing the engine's generation code.
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +19,7 @@ from typing import Any
 
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
-from sessions.store import WORKER_TIMEOUT_S, Store, StoreError
+from sessions.store import WORKER_TIMEOUT_S, Store, StoreError, pid_alive
 
 ACTIVE_STATES = ("running", "pausing", "stopping", "merging")
 
@@ -41,12 +44,7 @@ def log_path(session_id: int, n: int, home: Path | None = None) -> Path:
 def start_workers(store: Store, session_id: int, devices: list[str],
                   home: Path | None = None, reap: bool = False) -> list[int]:
     """Start one detached worker per device; refuses a session that already runs."""
-    session = store.get_session(session_id)
-    _refuse_if_running(store, session_id)
-    if session["state"] == "done":
-        raise StoreError(f"session {session_id} is done: its video is "
-                         f"{Path(session['workspace']) / 'video.mp4'}; use `posegen retry` to "
-                         "regenerate a chunk")
+    _check_startable(store, session_id, home)
     store.request(session_id, "run")
     store.set_session_state(session_id, "running")
     root = home or default_home()
@@ -54,25 +52,144 @@ def start_workers(store: Store, session_id: int, devices: list[str],
     threads = max(1, (os.cpu_count() or 1) // len(devices)) if devices[0] == "cpu" else 0
     pids = []
     for n, device in enumerate(devices):
-        path = log_path(session_id, n, root)
-        path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "sessions.worker", "--session", str(session_id),
                "--device", device, "--threads", str(threads)]
-        with open(path, "ab") as logf:
-            # A new process session: no controlling terminal, so SIGHUP from a closed
-            # SSH connection or terminal never reaches the worker.
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    close_fds=True)
-        pids.append(proc.pid)
-        if reap:  # a long-lived caller (the app) must collect its exited children
-            threading.Thread(target=proc.wait, daemon=True).start()
+        pids.append(_detached(cmd, log_path(session_id, n, root), env, reap))
+    if (executor_of(store, session_id) or {}).get("kind", "local") != "local":
+        store.add_event(session_id, "executor", json.dumps({"kind": "local"}))
     store.add_event(session_id, "start", f"started {len(devices)} worker(s) on "
                     f"{', '.join(devices)} (pid {', '.join(map(str, pids))})")
     return pids
 
 
-def _refuse_if_running(store: Store, session_id: int) -> None:
+def _detached(cmd: list[str], log: Path, env: dict[str, str], reap: bool) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as logf:
+        # A new process session: no controlling terminal, so SIGHUP from a closed
+        # SSH connection or terminal never reaches the worker.
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                close_fds=True)
+    if reap:  # a long-lived caller (the app) must collect its exited children
+        threading.Thread(target=proc.wait, daemon=True).start()
+    return proc.pid
+
+
+def _check_startable(store: Store, session_id: int, home: Path | None = None) -> None:
+    session = store.get_session(session_id)
+    _refuse_if_running(store, session_id, home)
+    if session["state"] == "done":
+        raise StoreError(f"session {session_id} is done: its video is "
+                         f"{Path(session['workspace']) / 'video.mp4'}; use `posegen retry` to "
+                         "regenerate a chunk")
+
+
+# -- the Ray executor (several hosts): see sessions/ray_driver.py and docs/cluster.md --
+RAY_DEFAULTS: dict[str, Any] = {"address": "auto", "actors": None, "resource": "GPU",
+                                "amount": 1.0, "device": None, "threads": 0}
+
+
+def ray_options(session: dict[str, Any], given: dict[str, Any] | None = None,
+                stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Ray executor's options: defaults < the stored choice < what was given now."""
+    opts = dict(RAY_DEFAULTS)
+    for source in (stored or {}, given or {}):
+        opts.update({k: v for k, v in source.items() if k in RAY_DEFAULTS and v is not None})
+    if opts["device"] is None:
+        opts["device"] = "cpu" if (session.get("device") or "cpu") == "cpu" else "cuda:0"
+    return opts
+
+
+def executor_of(store: Store, session_id: int) -> dict[str, Any] | None:
+    """The executor the session was last started with (``{"kind": "ray", ...}``), or None
+    for a session only ever run by local workers."""
+    event = store.last_event(session_id, "executor")
+    if event is None:
+        return None
+    try:
+        return json.loads(event["message"])
+    except ValueError:
+        return None
+
+
+def ray_driver_lock(session_id: int, home: Path | None = None) -> Path:
+    """The running driver holds an flock on this file (local disk) and writes its pid."""
+    return log_dir(home) / f"session-{session_id:04d}-ray-driver.lock"
+
+
+def _ray_driver_pid(session_id: int, home: Path | None = None) -> int | None:
+    """The pid of a live Ray driver of this session, else None."""
+    path = ray_driver_lock(session_id, home)
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def ray_driver_log(session_id: int, home: Path | None = None) -> Path:
+    """The driver writes where the app looks for worker 0's log (actors' output included)."""
+    return log_path(session_id, 0, home)
+
+
+def start_ray_driver(store: Store, session_id: int, options: dict[str, Any],
+                     home: Path | None = None, reap: bool = False) -> int:
+    """Start the detached Ray driver of a session; returns its pid at once."""
+    if importlib.util.find_spec("ray") is None:
+        raise StoreError("the Ray executor needs Ray, which is not installed here: "
+                         "pip install 'posegen-tui[ray]'")
+    _check_startable(store, session_id, home)
+    opts = ray_options(store.get_session(session_id), options)
+    store.request(session_id, "run")
+    store.set_session_state(session_id, "running", error=None)
+    root = home or default_home()
+    env = dict(os.environ, POSEGEN_HOME=str(root), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "sessions.ray_driver", "--session", str(session_id),
+           "--address", str(opts["address"]), "--resource", str(opts["resource"]),
+           "--amount", f"{float(opts['amount']):g}", "--device", str(opts["device"]),
+           "--threads", str(int(opts["threads"]))]
+    if opts["actors"] is not None:
+        cmd += ["--actors", str(int(opts["actors"]))]
+    store.add_event(session_id, "executor", json.dumps({"kind": "ray", **opts}))
+    pid = _detached(cmd, ray_driver_log(session_id, root), env, reap)
+    store.add_event(session_id, "start", f"started the Ray driver (pid {pid}) for the cluster "
+                    f"at {opts['address']}: {opts['actors'] or 'one'} actor(s) "
+                    f"{'' if opts['actors'] else 'per '}{opts['amount']:g} {opts['resource']}, "
+                    f"device {opts['device']}")
+    return pid
+
+
+def wait_ray_ready(store: Store, session_id: int, pid: int, after_event: int,
+                   timeout: float = 300.0, poll: float = 0.25) -> tuple[str, str]:
+    """Until the driver's actors are ready: ("ready", who), ("failed", why) or
+    ("timeout", "")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in store.events(session_id, after_id=after_event, limit=10000):
+            after_event = e["id"]
+            if e["kind"] == "ray_ready":
+                return "ready", e["message"]
+            if e["kind"] == "error":
+                return "failed", e["message"]
+        if not pid_alive(pid):
+            session = store.get_session(session_id)
+            return "failed", (session.get("error") or "the Ray driver exited; see "
+                              f"`posegen logs {session_id}`")
+        time.sleep(poll)
+    return "timeout", ""
+
+
+def _refuse_if_running(store: Store, session_id: int, home: Path | None = None) -> None:
+    driver = _ray_driver_pid(session_id, home)
+    if driver is not None:
+        raise StoreError(f"session {session_id} is already running (Ray driver pid {driver}); "
+                         f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
     live = store.workers(session_id, live_only=True)
     if live:
         pids = ", ".join(str(w["pid"]) for w in live)
@@ -81,9 +198,14 @@ def _refuse_if_running(store: Store, session_id: int) -> None:
 
 
 def resume(store: Store, session_id: int, devices: list[str], home: Path | None = None,
-           reap: bool = False) -> list[int]:
-    """Continue after a pause, stop, crash or reboot: nothing finished is recomputed."""
-    _refuse_if_running(store, session_id)
+           reap: bool = False, executor: str | None = None,
+           ray: dict[str, Any] | None = None) -> list[int]:
+    """Continue after a pause, stop, crash or reboot: nothing finished is recomputed.
+
+    ``executor`` None: the one the session last ran with (a Ray session restarts its
+    Ray driver, with ``ray`` overriding its stored options); "local": ``devices``.
+    """
+    _refuse_if_running(store, session_id, home)
     # Workers on this host whose process is gone are found at once (pid check).
     store.reclaim_dead_workers(session_id, timeout_s=WORKER_TIMEOUT_S)
     for c in store.chunks(session_id):
@@ -91,6 +213,10 @@ def resume(store: Store, session_id: int, devices: list[str], home: Path | None 
             store.release_chunk(session_id, c["idx"])
     if store.get_session(session_id)["state"] == "failed":
         store.set_session_state(session_id, "stopped")
+    stored = executor_of(store, session_id) or {}
+    if (executor or stored.get("kind", "local")) == "ray":
+        options = ray_options(store.get_session(session_id), ray, stored)
+        return [start_ray_driver(store, session_id, options, home, reap)]
     return start_workers(store, session_id, devices, home, reap)
 
 

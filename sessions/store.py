@@ -764,6 +764,11 @@ class Store:
         return self._rows("SELECT * FROM events WHERE session_id = ? AND id > ? "
                           "ORDER BY id LIMIT ?", [session_id, after_id, limit])
 
+    def last_event(self, session_id: int, kind: str) -> dict | None:
+        """The newest event of ``kind`` (e.g. the executor a session last started with)."""
+        return self._row("SELECT * FROM events WHERE session_id = ? AND kind = ? "
+                         "ORDER BY id DESC LIMIT 1", [session_id, kind])
+
     def add_command(self, session_id: int, kind: str, args: dict[str, Any] | None = None) -> int:
         _one_of("command", kind, COMMAND_KINDS)
         with self._tx() as db:
@@ -823,6 +828,16 @@ class Store:
                  AND (:since IS NULL OR t >= :since)
                ORDER BY host, device_index, t""",
             {"host": host, "dev": device_index, "since": since})
+
+    def latest_gpu_samples(self, since: float | None = None) -> list[dict]:
+        """The newest sample of every (host, device) with t >= ``since``, ordered by host
+        and device: what each node's GPUs hold now (read-only; for the app's node view)."""
+        # SQLite takes the bare columns of a max() aggregate from the row holding the max.
+        return self._rows(
+            """SELECT id, host, device_index, max(t) AS t, used, total, util, temp, worker_id,
+                 resolution
+               FROM gpu_samples WHERE :since IS NULL OR t >= :since
+               GROUP BY host, device_index ORDER BY host, device_index""", {"since": since})
 
     def compact_gpu_samples(self, now: float | None = None) -> int:
         """Average raw samples older than an hour into 1-minute rows, and 1-minute rows

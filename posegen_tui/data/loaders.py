@@ -151,8 +151,11 @@ class WorkerUse:
     worker: dict
 
 
-def load_gpu_side(home: Path, since: float | None) -> tuple[list[WorkerUse], list[dict]]:
-    """Live workers of every session, and this host's GPU samples since ``since``."""
+def load_gpu_side(home: Path, since: float | None, nodes_since: float | None = None
+                  ) -> tuple[list[WorkerUse], list[dict], list[dict]]:
+    """Live workers of every session, this host's GPU samples since ``since``, and the
+    latest sample of every host's devices since ``nodes_since`` (several hosts: a Ray
+    cluster's nodes)."""
     uses: list[WorkerUse] = []
     with opened(home) as store:
         for s in store.list_sessions(include_archived=True):
@@ -161,7 +164,8 @@ def load_gpu_side(home: Path, since: float | None) -> tuple[list[WorkerUse], lis
             for w in store.workers(s["id"], live_only=True):
                 uses.append(WorkerUse(s["id"], s["project_name"], s.get("budget"), w))
         samples = store.gpu_samples(host=socket.gethostname(), since=since)
-    return uses, samples
+        latest = store.latest_gpu_samples(since=nodes_since)
+    return uses, samples, latest
 
 
 # -- budget screen -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The selected chunk: timings, s/step, peak VRAM, budget, seed, worker, error, files."""
+"""The selected chunk: timings, s/step, peak VRAM, budget, seed, worker (id, host,
+device), error, files."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def details_text(data: SessionData, c: Chunk) -> Text:
     worker = next((w for w in data.workers if w["id"] == c.worker_id), None)
     if worker is not None:
         alive = "alive" if worker["alive"] else f"ended: {worker.get('end_reason')}"
-        t.append(f"\nworker {worker['id']} {worker['device']} pid {worker['pid']} ({alive})")
+        t.append(f"\nworker {worker['id']} {worker_place(worker)} · pid {worker['pid']} "
+                 f"({alive})")
         if c.status == "running" and worker["alive"] and worker.get("torch_peak") is not None:
             w = worker  # the worker's live numbers: the chunk's own peaks come at its end
             t.append(f"\nnow: torch {fmt.gib(w.get('torch_allocated'))} · peak "
@@ -53,6 +55,11 @@ def details_text(data: SessionData, c: Chunk) -> Text:
             n, size = files.anchor_cache
             t.append(f"\ncache/anchor: {n} files {fmt.size(size)}", "dim")
     return t
+
+
+def worker_place(worker: dict) -> str:
+    """Where a worker runs: host and device (``gpu-box cuda:0``), as it registered."""
+    return " ".join(str(v) for v in (worker.get("host"), worker.get("device")) if v) or "?"
 
 
 def _rate(sps: float | None) -> str:

@@ -1,0 +1,169 @@
+"""What a worker writes into the store, shared by both executors.
+
+The local executor (`sessions/worker.py`, one process per GPU) writes its own
+rows; the Ray executor (`sessions/ray_driver.py`) writes them for its actors,
+which never touch the database. Both go through `WorkerRecord`, so the
+events, chunk states and session states they leave are the same.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.progress import ProgressEvent
+from sessions.scheduling import dit_kind, is_switch
+from sessions.store import Store
+
+HEARTBEAT_S = float(os.environ.get("POSEGEN_HEARTBEAT_S", "2"))
+WORKER_TIMEOUT_S = float(os.environ.get("POSEGEN_WORKER_TIMEOUT_S", "30"))
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", flush=True)
+
+
+def store_plan(store: Store, session_id: int, plan: Any, steps: int) -> bool:
+    """The chunk plan into the chunks table, once (a later worker changes nothing)."""
+    return store.init_chunks(session_id, [
+        {"idx": c.index, "role": c.role, "start_frame": c.start, "end_frame": c.end,
+         "deps": list(plan.dependencies(c.index)), "steps": steps}
+        for c in plan.chunks])
+
+
+class WorkerRecord:
+    """The store's side of one worker: its row, its chunk's progress and its events."""
+
+    def __init__(self, store: Store, session_id: int, device: str) -> None:
+        self.store, self.session_id, self.device = store, session_id, device
+        self.worker_id = -1
+        self.switches = 0
+
+    def register(self, *, pid: int, host: str, where: str = "") -> int:
+        """Insert the workers row and log ``worker_start``; ``where`` adds e.g. a node."""
+        s, sid = self.store, self.session_id
+        self.worker_id = s.register_worker(sid, pid=pid, host=host, device=self.device)
+        s.add_event(sid, "worker_start", f"worker {self.worker_id} (pid {pid}) on "
+                    f"{self.device}{where}", worker_id=self.worker_id)
+        return self.worker_id
+
+    def progress(self, e: ProgressEvent) -> None:
+        """One engine progress event: one short write."""
+        s, sid = self.store, self.session_id
+        if e.kind == "step":
+            s.chunk_progress(sid, e.chunk, step=e.step, steps=e.steps,
+                             seconds_per_step=e.seconds_per_step, eta_seconds=e.eta_chunk)
+        elif e.kind == "chunk_start":
+            s.add_event(sid, "chunk_start", f"chunk {e.chunk} ({e.role}) started on {self.device}",
+                        chunk_idx=e.chunk, worker_id=self.worker_id)
+        elif e.kind == "merge_done":
+            s.add_event(sid, "merged", e.message, worker_id=self.worker_id)
+
+    def reclaim_lost(self) -> list[int]:
+        """Take back the chunks of workers whose heartbeat stopped (any host)."""
+        s, sid = self.store, self.session_id
+        found = s.reclaim_dead_workers(sid, WORKER_TIMEOUT_S)
+        for idx in found:
+            s.add_event(sid, "reclaimed", f"chunk {idx} taken back from a lost worker",
+                        chunk_idx=idx, worker_id=self.worker_id)
+        return found
+
+    def claim(self, loaded: str | None) -> dict | None:
+        """The next chunk for a worker holding the ``loaded`` DiT; logs a DiT switch."""
+        s, sid = self.store, self.session_id
+        row = s.claim_chunk(sid, self.worker_id, loaded_kind=loaded)
+        if row is not None and is_switch(loaded, row["role"]):
+            self.switches += 1
+            s.add_event(sid, "dit_switch",
+                        f"worker {self.worker_id} loads the {dit_kind(row['role'])} DiT "
+                        f"for chunk {row['idx']} (no {loaded} chunk ready; switch "
+                        f"{self.switches})", chunk_idx=row["idx"], worker_id=self.worker_id)
+        return row
+
+    def paused(self, idx: int) -> None:
+        """The chunk stopped at a step boundary: back to ready, its step kept."""
+        s, sid = self.store, self.session_id
+        s.release_chunk(sid, idx)
+        s.add_event(sid, "chunk_paused", f"chunk {idx} left at a step boundary",
+                    chunk_idx=idx, worker_id=self.worker_id)
+
+    def finish(self, idx: int, done: dict[str, Any], recovered: bool = False,
+               nvml_peak: int | None = None) -> bool:
+        """Record a finished chunk from its ``done.json``; False if it was not ours anymore."""
+        recorded = self.store.finish_chunk(
+            self.session_id, idx, seconds=done.get("seconds"),
+            seconds_per_step=done.get("seconds_per_step"),
+            peak_vram_torch=done.get("peak_vram_bytes"), peak_vram_nvml=nvml_peak,
+            budget=str(done.get("extra", {}).get("budget")), worker_id=self.worker_id)
+        if not recorded:  # declared lost meanwhile; the chunk's new owner records it
+            return False
+        what = "found finished on disk" if recovered else "done"
+        self.store.add_event(self.session_id, "chunk_done", f"chunk {idx} {what}",
+                             chunk_idx=idx, worker_id=self.worker_id)
+        return True
+
+    def fail(self, idx: int | None, msg: str) -> None:
+        """A chunk (or the worker's setup) failed: the session fails with ``msg``."""
+        s, sid = self.store, self.session_id
+        if idx is not None:
+            s.fail_chunk(sid, idx, msg)
+        s.add_event(sid, "error", msg, chunk_idx=idx,
+                    worker_id=self.worker_id if self.worker_id >= 0 else None)
+        s.set_session_state(sid, "failed", error=msg)
+
+    def end(self, reason: str) -> list[int]:
+        if self.worker_id < 0:
+            return []
+        return self.store.end_worker(self.worker_id, reason)
+
+
+def merge_once(store: Store, session_id: int, job: Any) -> None:
+    """Merge under a file lock so two workers finishing together merge once."""
+    lock_path = Path(job.out) / ".merge.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not job.video_path.exists():
+            store.set_session_state(session_id, "merging")
+            job.merge()
+
+
+def settle_state(store: Store, session_id: int) -> None:
+    """The last worker out sets the session's resting state."""
+    sid = session_id
+    if store.workers(sid, live_only=True):
+        return
+    session = store.get_session(sid)
+    chunks = store.chunks(sid)
+    video = Path(session["workspace"]) / "video.mp4"
+    if chunks and all(c["status"] == "done" for c in chunks) and video.exists():
+        state = "done"
+    elif session["state"] == "failed":
+        return
+    elif session["desired"] == "pause":
+        state = "paused"
+    elif session["desired"] == "stop":
+        state = "stopped"
+    elif any(c["status"] == "failed" for c in chunks):
+        state = "failed"
+    else:
+        state = "stopped"
+    store.set_session_state(sid, state)
+    store.add_event(sid, "state", state)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line that says what happened and what to do next."""
+    full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+    if full or "No space left" in str(e) or "StorageFull" in str(e):
+        where = f" while writing {e.filename}" if getattr(e, "filename", None) else ""
+        return (f"disk full{where}: free space on that disk, then `posegen resume SESSION` "
+                "(finished chunks are kept)")
+    text = f"{type(e).__name__}: {e}"
+    if "out of memory" in str(e).lower():
+        return (f"{text.splitlines()[0]} -- lower the GPU budget (-p, e.g. 2e9) with a new "
+                "session, or free the GPU, then `posegen resume SESSION`")
+    return text.splitlines()[0] if text else repr(e)
