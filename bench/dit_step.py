@@ -402,6 +402,33 @@ class Bench:
             self.save()
         res["margin_bytes"] = margin_bytes(total)
 
+    def copies_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid) -> None:
+        """Every host<->device copy of a bare, an anchor and a base step (torch profiler)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        cache = AnchorCache(self.work / "anchor_copies")
+        cache.start({"bench": "copies"})
+        res: dict[str, Any] = {}
+        self.results["copies"] = res
+        with torch.no_grad():  # warm-up forward: kernels chosen, allocator filled
+            model(torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+                  inputs.context_pos, torch.tensor([999.0], device=self.device))
+        for name in ("bare", "anchor", "base"):
+            hook = (None if name == "bare" else
+                    AnchorRecorder(cache, self.share, 3, grid) if name == "anchor" else
+                    BaseSharer(cache, self.share, 3, grid, self.device))
+            with profile(activities=acts) as prof:
+                step = self.step(model, inputs, hook)
+            if name == "anchor":
+                cache.finish()
+            trace = self.work / f"trace_{name}.json"
+            prof.export_chrome_trace(str(trace))
+            res[name] = {"seconds_profiled": step["seconds"], "copies": copy_summary(trace)}
+            trace.unlink()
+            self.log(f"copies in a {name} step: {res[name]['copies']}")
+            self.save()
+
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         self.environment()
@@ -416,6 +443,10 @@ class Bench:
         self.log(f"model: {params / 1e9:.2f} B params in {now() - t:.1f} s")
         inputs, grid, n_tokens = self.make_inputs(model)
         self.save()
+        if self.args.copies:
+            self.copies_section(model, inputs, grid)
+            print(copies_table(self.results))
+            return
         self.steps_section(model, inputs, grid, n_tokens)
         self.attention_section(n_tokens)
         if self.cuda:
@@ -554,6 +585,39 @@ class ReleaseBaseStep:
         self._fg = {}
 
 
+def copy_summary(trace: Path) -> dict[str, dict[str, int]]:
+    """Host<->device copies in a chrome trace: count and bytes per kind and size class."""
+    events = json.loads(trace.read_text()).get("traceEvents", [])
+    out: dict[str, dict[str, int]] = {}
+    for e in events:
+        if e.get("cat") != "gpu_memcpy":
+            continue
+        name = e.get("name", "?")
+        if "DtoD" in name:
+            continue  # device-internal, not a host copy
+        size = int((e.get("args") or {}).get("bytes", 0))
+        key = f"{name} {'>=1MiB' if size >= 1 << 20 else '<1MiB'}"
+        entry = out.setdefault(key, {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += size
+    return out
+
+
+def copies_table(r: dict[str, Any]) -> str:
+    env = r["environment"]
+    lines = [f"## host<->device copies per step: {env['device']}, torch {env['torch']}, "
+             f"{env['date']}", "", "| step | copy kind | size class | count | MiB |",
+             "|---|---|---|---|---|"]
+    for step, e in r.get("copies", {}).items():
+        if not e["copies"]:
+            lines.append(f"| {step} | none | | 0 | 0 |")
+        for key, c in sorted(e["copies"].items()):
+            kind, size = key.rsplit(" ", 1)
+            lines.append(f"| {step} | {kind} | {size} | {c['count']} | "
+                         f"{c['bytes'] / 2**20:.1f} |")
+    return "\n".join(lines)
+
+
 def table(r: dict[str, Any]) -> str:
     env, st = r["environment"], r.get("steps", {})
     lines = [f"## dit_step: {env['device']}, torch {env['torch']}, {env['date']}",
@@ -607,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", choices=sorted(PRESETS), default="full")
     p.add_argument("--device", default="cuda")
     p.add_argument("--blocks", type=int, default=0, help="fewer DiT blocks (dry runs)")
+    p.add_argument("--copies", action="store_true",
+                   help="only profile the host<->device copies of a bare, anchor and base step")
     p.add_argument("--time-limit", type=float, default=540.0,
                    help="seconds after which optional parts are skipped")
     args = p.parse_args(argv)

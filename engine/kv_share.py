@@ -18,7 +18,7 @@ import torch
 
 from engine.cache_io import BlockPrefetcher
 from engine.kv_cache import AnchorCache
-from engine.models.attention import keyword_map, otsu_foreground, shared_attention
+from engine.models.attention import keyword_map, otsu_foreground, shared_attention, split_rows
 
 POSITIVE, NEGATIVE = "pos", "neg"
 KVProjection = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -112,7 +112,9 @@ class BaseSharer(_StepHook):
         self._own: dict[int, torch.Tensor] = {}
         self._anchor: dict[int, torch.Tensor] = {}
         self._anchor_step = -1
-        self._masks: dict[tuple[int, int], torch.Tensor] = {}  # (step, block) -> foreground
+        # (step, block) -> (own rows, shared rows): made in the positive pass, reused in the
+        # negative one, so each costs one host sync per step and block.
+        self._rows: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._fractions: list[torch.Tensor] = []  # read once at the end: no sync per block
         self.prefetcher = BlockPrefetcher(device)
 
@@ -165,17 +167,18 @@ class BaseSharer(_StepHook):
                              f"in {x.dtype}; generate the anchor again with the same --dtype")
         k_a, v_a = project_kv(x_anchor)
         del x_anchor
-        fg = None
+        rows = None
         if self.settings.use_mask:
             key = (self.step, block)
-            if self.cfg_pass == POSITIVE or key not in self._masks:
-                self._masks[key] = self.foreground(block)
-                self._fractions.append(self._masks[key].float().mean())
-            fg = self._masks[key]
-        return shared_attention(q, k, v, k_a, v_a, fg, n_video)
+            if self.cfg_pass == POSITIVE or key not in self._rows:
+                fg = self.foreground(block)
+                self._fractions.append(fg.float().mean())
+                self._rows[key] = split_rows(fg, q.shape[1], q.device)
+            rows = self._rows[key]
+        return shared_attention(q, k, v, k_a, v_a, rows)
 
     def end_forward(self) -> None:
         self._own = {}
         self.prefetcher.reset()
         if self.cfg_pass == NEGATIVE:
-            self._masks = {k: m for k, m in self._masks.items() if k[0] > self.step}
+            self._rows = {k: m for k, m in self._rows.items() if k[0] > self.step}

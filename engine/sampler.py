@@ -83,11 +83,12 @@ def sample(dit: PoseGenDiT, inputs: ChunkInputs, *, seed: int, steps: int, cfg_s
     resumed = load_state(state_path, key) if state_path else None
     start, latents = resumed if resumed else (0, initial_noise(seed, shape))
     latents = latents.to(device)
+    timesteps = scheduler.timesteps.to(device)  # once: no host copy inside the step loop
     for step in range(start, steps):
         if should_stop is not None and should_stop():
             return None
         t0 = time.perf_counter()
-        timestep = scheduler.timesteps[step].reshape(1).to(device)
+        timestep = timesteps[step].reshape(1)
         with torch.no_grad():
             if hook is not None:
                 hook.begin(step, POSITIVE)

@@ -12,7 +12,13 @@ from safetensors.torch import load_file
 import engine.kv_share as kv_share
 from engine.kv_cache import AnchorCache, CacheMismatchError
 from engine.kv_share import AnchorRecorder, BaseSharer, ShareSettings
-from engine.models.attention import attention, keyword_map, otsu_foreground, shared_attention
+from engine.models.attention import (
+    attention,
+    keyword_map,
+    otsu_foreground,
+    shared_attention,
+    split_rows,
+)
 from engine.models.dit import DiTConfig, PoseGenDiT
 
 TEXT_DIM = 32
@@ -131,7 +137,7 @@ def test_shared_attention_equals_dense_mask(seed: int) -> None:
     g = torch.Generator().manual_seed(100 + seed)
     fg = (torch.rand(2, 3, 4, generator=g) < 0.4)  # (f, h, w) over the 24 video tokens
     assert 0 < int(fg.sum()) < N_VIDEO
-    got = shared_attention(q, k, v, ka, va, fg, N_VIDEO)
+    got = shared_attention(q, k, v, ka, va, split_rows(fg, N_VIDEO + N_REF, "cpu"))
     assert got.shape == (1, N_VIDEO + N_REF, HEADS * D)
     want = dense_reference(q, k, v, ka, va, fg)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
@@ -139,7 +145,7 @@ def test_shared_attention_equals_dense_mask(seed: int) -> None:
 
 def test_shared_attention_mask_off_is_anchor_attention() -> None:
     q, k, v, ka, va = qkv(7)
-    got = shared_attention(q, k, v, ka, va, None, N_VIDEO)
+    got = shared_attention(q, k, v, ka, va, None)
     torch.testing.assert_close(got.double(), dense_reference(q, k, v, ka, va, None),
                                rtol=1e-5, atol=1e-6)
     own = dense_reference(q, k, v, k, v, None)
@@ -149,7 +155,8 @@ def test_shared_attention_mask_off_is_anchor_attention() -> None:
 def test_shared_attention_all_and_no_foreground() -> None:
     q, k, v, ka, va = qkv(8)
     everything = torch.ones(N_VIDEO, dtype=torch.bool)
-    got = shared_attention(q, k, v, ka, va, everything, N_VIDEO).double()
+    got = shared_attention(q, k, v, ka, va,
+                           split_rows(everything, N_VIDEO + N_REF, "cpu")).double()
     torch.testing.assert_close(got, dense_reference(q, k, v, ka, va, everything),
                                rtol=1e-5, atol=1e-6)
     own = dense_reference(q, k, v, k, v, None)
@@ -159,7 +166,8 @@ def test_shared_attention_all_and_no_foreground() -> None:
     torch.testing.assert_close(got[:, N_VIDEO:], anchor[:, N_VIDEO:], rtol=1e-5, atol=1e-6)
 
     nothing = torch.zeros(N_VIDEO, dtype=torch.bool)
-    got = shared_attention(q, k, v, ka, va, nothing, N_VIDEO).double()
+    got = shared_attention(q, k, v, ka, va,
+                           split_rows(nothing, N_VIDEO + N_REF, "cpu")).double()
     torch.testing.assert_close(got, anchor, rtol=1e-5, atol=1e-6)
 
 
@@ -338,9 +346,15 @@ def record_fg(monkeypatch: pytest.MonkeyPatch) -> list:
     seen: list = []
     real = kv_share.shared_attention
 
-    def wrapper(q, k, v, k_a, v_a, fg, n_video):
-        seen.append(None if fg is None else fg.clone())
-        return real(q, k, v, k_a, v_a, fg, n_video)
+    def wrapper(q, k, v, k_a, v_a, rows):
+        if rows is None:
+            seen.append(None)
+        else:  # back to the (f, h, w) foreground of the video tokens
+            own = torch.zeros(GRID[0] * GRID[1] * GRID[2], dtype=torch.bool)
+            own[rows[0][rows[0] < own.numel()]] = True
+            assert torch.equal(torch.sort(torch.cat(rows)).values, torch.arange(q.shape[1]))
+            seen.append(own.reshape(GRID))
+        return real(q, k, v, k_a, v_a, rows)
 
     monkeypatch.setattr(kv_share, "shared_attention", wrapper)
     return seen

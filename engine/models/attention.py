@@ -89,25 +89,36 @@ def otsu_foreground(maps: torch.Tensor) -> torch.Tensor:
     return (bins > t).reshape(maps.shape)
 
 
+def split_rows(foreground: torch.Tensor, n: int, device: torch.device | str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (own, shared) for ``shared_attention``, each in increasing order.
+
+    Own rows are the foreground video tokens; shared rows are the background video
+    tokens and the reference tokens after them. One host sync (the group sizes).
+    """
+    own = torch.zeros(n, dtype=torch.bool, device=device)
+    fg = foreground.reshape(-1).to(device)
+    own[: fg.numel()] = fg
+    order = torch.argsort(own.to(torch.int8), stable=True)  # shared rows, then own rows
+    n_shared = n - int(own.sum())
+    return order[n_shared:], order[:n_shared]
+
+
 def shared_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      k_anchor: torch.Tensor, v_anchor: torch.Tensor,
-                     foreground: torch.Tensor | None, n_video: int) -> torch.Tensor:
+                     rows: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """Self-attention output with the background taken from the anchor chunk.
 
-    Foreground video tokens (``foreground``, bool over the n_video video tokens)
-    attend to this chunk's own k/v; background video tokens and the reference
-    tokens after them attend to the anchor's cached k/v. With ``foreground``
+    ``rows`` = (own, shared) from ``split_rows``: own rows (the foreground video
+    tokens) attend to this chunk's own k/v; shared rows (background video tokens
+    and the reference tokens) attend to the anchor's cached k/v. With ``rows``
     None (mask off) every token takes the anchor output. Each row is computed
     once, by the attention whose output is kept.
     """
-    if foreground is None:
+    if rows is None:
         return attention(q, k_anchor, v_anchor)
-    n = q.shape[1]
-    own = torch.zeros(n, dtype=torch.bool, device=q.device)
-    own[:n_video] = foreground.reshape(-1).to(q.device)
-    out = q.new_empty(q.shape[0], n, q.shape[2] * q.shape[3])
-    own_idx = own.nonzero().squeeze(1)
-    shared_idx = (~own).nonzero().squeeze(1)
+    own_idx, shared_idx = rows
+    out = q.new_empty(q.shape[0], q.shape[1], q.shape[2] * q.shape[3])
     if own_idx.numel():
         out[:, own_idx] = attention(q[:, own_idx], k, v)
     if shared_idx.numel():
