@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.option_paths import folder_from
+
 CKPT_ENV = "POSEGEN_CKPT_PATH"
 
 VAE_FILE = "Wan2.1_VAE.pth"
@@ -58,17 +60,13 @@ class CheckpointLayout:
 
 def resolve_checkpoint_dir(path: str | os.PathLike[str] | None) -> Path:
     """The explicit path if given, else $POSEGEN_CKPT_PATH; an error says how to get one."""
-    chosen = os.fspath(path) if path else os.environ.get(CKPT_ENV, "")
-    if not chosen:
-        raise CheckpointError(
-            f"no checkpoint directory: pass --ckpt DIR or set {CKPT_ENV}; "
-            "to try the engine without the release weights, run "
-            "`posegen ckpt make-tiny DIR` and point --ckpt at DIR")
-    root = Path(chosen).expanduser()
-    if not root.is_dir():
-        source = "--ckpt" if path else f"${CKPT_ENV}"
-        raise CheckpointError(f"checkpoint directory {root} (from {source}) does not exist "
-                              "or is not a directory")
+    root, _ = folder_from(
+        path, "--ckpt", CKPT_ENV, error=CheckpointError,
+        none_given=(f"no checkpoint directory: pass --ckpt DIR or set {CKPT_ENV}; "
+                    "to try the engine without the release weights, run "
+                    "`posegen ckpt make-tiny DIR` and point --ckpt at DIR"),
+        not_a_folder="checkpoint directory {folder} (from {source}) does not exist "
+                     "or is not a directory")
     return root
 
 

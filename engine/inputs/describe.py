@@ -20,6 +20,7 @@ import torch
 
 from engine.inputs.errors import InputError
 from engine.media import read_image
+from engine.option_paths import folder_from
 from engine.prompt import KEYWORDS, clean_prompt
 
 MODEL_ENV = "QWEN25_VL_7B_INSTRUCT_PATH"
@@ -40,17 +41,14 @@ INSTRUCTION = (
 
 def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
     """--model if given, else $QWEN25_VL_7B_INSTRUCT_PATH; errors say how to set one."""
-    chosen = os.fspath(path) if path else os.environ.get(MODEL_ENV, "")
-    if not chosen:
-        raise InputError(
-            f"no Qwen2.5-VL-7B-Instruct model folder: pass --model DIR or set {MODEL_ENV} to a "
-            "local copy of Qwen/Qwen2.5-VL-7B-Instruct (config.json, *.safetensors, tokenizer "
-            "and preprocessor files); or write the prompt yourself")
-    folder = Path(chosen).expanduser()
-    source = "--model" if path else f"${MODEL_ENV}"
-    if not folder.is_dir():
-        raise InputError(f"{folder} (from {source}): model folder not found; point it at a "
-                         "local copy of Qwen/Qwen2.5-VL-7B-Instruct")
+    folder, source = folder_from(
+        path, "--model", MODEL_ENV, error=InputError,
+        none_given=(f"no Qwen2.5-VL-7B-Instruct model folder: pass --model DIR or set "
+                    f"{MODEL_ENV} to a local copy of Qwen/Qwen2.5-VL-7B-Instruct (config.json, "
+                    "*.safetensors, tokenizer and preprocessor files); or write the prompt "
+                    "yourself"),
+        not_a_folder="{folder} (from {source}): model folder not found; point it at a "
+                     "local copy of Qwen/Qwen2.5-VL-7B-Instruct")
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder / 'config.json'} (from {source}): missing; the folder must "
                          "be a full copy of Qwen/Qwen2.5-VL-7B-Instruct")
