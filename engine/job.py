@@ -357,9 +357,13 @@ class Job:
                 self.clock.step(seconds)
             self._emit("step", i, chunk.role, step=done, steps=total)
 
-        latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
-                         shift=s.shift, device=dev, hook=hook, state_path=state_path,
-                         state_key=key, on_step=on_step, should_stop=should_stop)
+        try:
+            latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
+                             shift=s.shift, device=dev, hook=hook, state_path=state_path,
+                             state_key=key, on_step=on_step, should_stop=should_stop)
+        finally:
+            if isinstance(hook, BaseSharer):
+                hook.prefetcher.close()  # its reader thread and pinned buffers
         if latents is None:
             return None
         frames = to_uint8_frames(models.decode(latents))
