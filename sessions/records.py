@@ -98,7 +98,7 @@ class WorkerRecord:
             self.session_id, idx, seconds=done.get("seconds"),
             seconds_per_step=done.get("seconds_per_step"),
             peak_vram_torch=done.get("peak_vram_bytes"), peak_vram_nvml=nvml_peak,
-            budget=str(done.get("extra", {}).get("budget")), worker_id=self.worker_id)
+            budget=str(budget_used(done.get("extra", {}))), worker_id=self.worker_id)
         if not recorded:  # declared lost meanwhile; the chunk's new owner records it
             return False
         what = "found finished on disk" if recovered else "done"
@@ -153,6 +153,11 @@ def settle_state(store: Store, session_id: int) -> None:
         state = "stopped"
     store.set_session_state(sid, state)
     store.add_event(sid, "state", state)
+
+
+def budget_used(extra: dict[str, Any]) -> Any:
+    """The `-p` a chunk ran with: what `auto` resolved to, else the setting itself."""
+    return extra.get("resolved_budget") if extra.get("budget") == "auto" else extra.get("budget")
 
 
 def describe_error(e: BaseException) -> str:
