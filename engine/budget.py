@@ -180,10 +180,11 @@ def auto_budget(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_byt
     loose, layers = layer_sizes(model, dtype)
     act = activation_bytes(model.cfg.dim, n_tokens)
     room = free_bytes - margin_bytes(total_bytes)
-    size = torch.empty((), dtype=dtype).element_size()
-    if predicted_peak(loose, layers, len(layers), act) <= room:
-        return None, predicted_peak(loose, layers, len(layers), act)
     n = len(layers)
     while n > 0 and predicted_peak(loose, layers, n, act) > room:
         n -= 1
-    return (loose + sum(layers[:n])) // size, predicted_peak(loose, layers, n, act)
+    peak = predicted_peak(loose, layers, n, act)
+    if n == len(layers):
+        return None, peak
+    size = torch.empty((), dtype=dtype).element_size()
+    return (loose + sum(layers[:n])) // size, peak

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from engine.atomic import atomic_path, atomic_write_json
+from engine.atomic import atomic_write_json
 from engine.cache_io import AsyncTensorWriter, BlockPrefetcher
-from engine.tensor_file import read_tensor
+from engine.tensor_file import read_tensor, write_tensor_file
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # 1: K and V per block; 2: the self-attention input per block
@@ -140,9 +140,8 @@ class AnchorCache:
                                   "chunk again (posegen retry ... or --restart)")
 
     def save_maps(self, step: int, maps: dict[int, torch.Tensor]) -> None:
-        tensors = {f"block_{b}": m.detach().float().contiguous().cpu() for b, m in maps.items()}
-        with atomic_path(self.maps_path(step)) as tmp:
-            save_file(tensors, str(tmp))
+        tensors = {f"block_{b}": m.detach().float().cpu() for b, m in maps.items()}
+        write_tensor_file(self.maps_path(step), tensors)
 
     def load_maps(self, step: int, device: torch.device | str) -> dict[int, torch.Tensor]:
         path = self.maps_path(step)
