@@ -360,7 +360,8 @@ class Job:
         try:
             latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
                              shift=s.shift, device=dev, hook=hook, state_path=state_path,
-                             state_key=key, on_step=on_step, should_stop=should_stop)
+                             state_key=key, on_step=on_step, should_stop=should_stop,
+                             dtype=self.dtype)
         finally:
             if isinstance(hook, BaseSharer):
                 hook.prefetcher.close()  # its reader thread and pinned buffers

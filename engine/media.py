@@ -88,10 +88,12 @@ def video_info(path: PathLike) -> tuple[int, float, int, int]:
 
 
 def center_crop_resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """Center-crop to the target aspect ratio, resize, scale to [-1, 1].
+    """Center-crop to the target aspect ratio, resize, scale to [-1, 1] (the release's way).
 
     ``frames`` is uint8 F x H x W x 3 or one H x W x 3 image; returns float32
-    3 x F x height x width (F = 1 for an image).
+    3 x F x height x width (F = 1 for an image). The resize happens on the uint8
+    frames and its result is rounded back to uint8 (``resize_uint8``); only then are
+    the values mapped to [-1, 1] as ``x / 255 * 2 - 1`` (ENGINE-SPEC section 10).
     """
     if frames.ndim == 3:
         frames = frames[None]
@@ -99,35 +101,67 @@ def center_crop_resize(frames: np.ndarray, height: int, width: int) -> torch.Ten
         raise MediaError(f"expected frames of shape F x H x W x 3, got {frames.shape}")
     if height < 1 or width < 1:
         raise MediaError(f"target size {height}x{width}: height and width must be positive")
-    frames = _center_crop(frames, height, width)
+    frames = center_crop(frames, height, width)
     out = torch.empty((3, frames.shape[0], height, width), dtype=torch.float32)
     for lo in range(0, frames.shape[0], _RESIZE_BATCH):
         batch = torch.from_numpy(np.ascontiguousarray(frames[lo:lo + _RESIZE_BATCH]))
-        batch = batch.permute(0, 3, 1, 2).to(torch.float32)
-        resized = F.interpolate(batch, size=(height, width), mode="bilinear",
-                                antialias=True, align_corners=False)
-        out[:, lo:lo + len(batch)] = (resized / 127.5 - 1.0).clamp_(-1.0, 1.0).permute(1, 0, 2, 3)
+        resized = resize_uint8(batch.permute(0, 3, 1, 2), height, width)
+        out[:, lo:lo + len(batch)] = to_unit_range(resized).permute(1, 0, 2, 3)
     return out
 
 
-def _center_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize uint8 N x 3 x H x W frames as torchvision does a uint8 tensor.
+
+    Bilinear, antialiased, ``align_corners=False``, computed in float32, then rounded
+    half to even and cast back to uint8. The release resizes its uint8 inputs this
+    way; resizing in float and skipping the rounding moves values by up to 0.5/127.5.
+    """
+    if tuple(frames.shape[-2:]) == (height, width):
+        return frames
+    resized = F.interpolate(frames.to(torch.float32), size=(height, width), mode="bilinear",
+                            antialias=True, align_corners=False)
+    # Antialiased bilinear weights are non-negative and sum to 1: no value leaves [0, 255].
+    return torch.round(resized).to(torch.uint8)
+
+
+def to_unit_range(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 values -> float32 in [-1, 1], as ``x / 255 * 2 - 1`` (the release's order)."""
+    return frames.to(torch.float32) / 255 * 2 - 1
+
+
+def center_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The largest centred crop of F x H x W x 3 frames with the target aspect ratio.
+
+    The release asks torchvision's RandomResizedCrop for scale 1 and ratio width/height;
+    that crop never fits unless the ratios agree, so torchvision falls back to this
+    central crop. The arithmetic follows that fallback (``round(h * ratio)``, Python's
+    half-to-even rounding, offsets floored) so crop sizes match it to the pixel.
+    """
     src_h, src_w = frames.shape[1:3]
-    # Compare src_w/src_h with width/height in integers to avoid float ties.
-    if src_w * height > width * src_h:
-        crop_w = max(1, round(src_h * width / height))
-        x0 = (src_w - crop_w) // 2
-        return frames[:, :, x0:x0 + crop_w]
-    crop_h = max(1, round(src_w * height / width))
-    y0 = (src_h - crop_h) // 2
-    return frames[:, y0:y0 + crop_h]
+    ratio = width / height
+    in_ratio = src_w / src_h
+    if in_ratio > ratio:
+        crop_h, crop_w = src_h, max(1, int(round(src_h * ratio)))
+    elif in_ratio < ratio:
+        crop_h, crop_w = max(1, int(round(src_w / ratio))), src_w
+    else:
+        crop_h, crop_w = src_h, src_w
+    y0, x0 = (src_h - crop_h) // 2, (src_w - crop_w) // 2
+    return frames[:, y0:y0 + crop_h, x0:x0 + crop_w]
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """3 x F x H x W in [-1, 1] -> uint8 F x H x W x 3."""
+    """3 x F x H x W in [-1, 1] -> uint8 F x H x W x 3, the release's way.
+
+    ``(x + 1) * 127.5``, clipped to [0, 255], then truncated by the cast, not rounded
+    (ENGINE-SPEC section 10): cond chunks read their neighbours' frames from these
+    values, so rounding here would move every later chunk off the release's.
+    """
     if video.ndim != 4 or video.shape[0] != 3:
         raise MediaError(
             f"expected a video tensor of shape 3 x F x H x W, got {tuple(video.shape)}")
-    pixels = ((video.detach().to("cpu", torch.float32) + 1.0) * 127.5).round_().clamp_(0, 255)
+    pixels = ((video.detach().to("cpu", torch.float32) + 1.0) * 127.5).clamp_(0, 255)
     return pixels.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
 
 

@@ -21,17 +21,28 @@ def merge_chunks(chunk_frames: Sequence[np.ndarray], plan: ChunkPlan) -> np.ndar
     n_frames = plan.spec.frames
     height, width = chunk_frames[0].shape[1:3]
     # Overlaps of neighbouring chunk pairs are disjoint (Hd + Tl < N), so every frame is
-    # blended at most once and working in uint8 with float32 blends is exact.
+    # blended at most once: the older frames in an overlap are chunk i-1's own.
     out = np.empty((plan.covered_frames, height, width, 3), dtype=np.uint8)
     out[:n_frames] = chunk_frames[0]
     for chunk, frames in zip(plan.chunks[1:], chunk_frames[1:], strict=True):
         n = chunk.overlap_prev
-        older = out[chunk.start:chunk.start + n].astype(np.float32)
-        weight = np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None, None, None]
-        blend = older * weight + frames[:n].astype(np.float32) * (1.0 - weight)
-        out[chunk.start:chunk.start + n] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+        out[chunk.start:chunk.start + n] = crossfade(out[chunk.start:chunk.start + n],
+                                                     frames[:n])
         out[chunk.start + n:chunk.end] = frames[n:]
     return out[:plan.output_frames]
+
+
+def crossfade(older: np.ndarray, newer: np.ndarray) -> np.ndarray:
+    """The release's blend of two uint8 runs of ``n`` frames (ENGINE-SPEC section 10).
+
+    Frame j is ``w_j * older + (1 - w_j) * newer`` in float64 with
+    ``w = linspace(1, 0, n)``, then truncated to uint8 by the cast (not rounded).
+    """
+    out = np.empty_like(older)
+    # One float64 frame at a time: a whole overlap at 720p would be ~0.5 GB of float64.
+    for j, w in enumerate(np.linspace(1.0, 0.0, len(older)).tolist()):
+        out[j] = (w * older[j] + (1.0 - w) * newer[j]).astype(np.uint8)
+    return out
 
 
 def _check(chunk_frames: Sequence[np.ndarray], plan: ChunkPlan) -> None:

@@ -1,6 +1,6 @@
 """Flow-matching sampling of one chunk with CFG, resumable after every step.
 
-After each step the float32 latents and the step index go to a state file
+After each step the latents (as float32) and the step index go to a state file
 (atomic), so a killed chunk resumes from its last finished step and ends with
 exactly the latents an uninterrupted run would have.
 """
@@ -73,17 +73,30 @@ def save_state(path: Path, key: dict[str, Any], next_step: int, latents: torch.T
 def sample(dit: PoseGenDiT, inputs: ChunkInputs, *, seed: int, steps: int, cfg_scale: float,
            shift: float, device: torch.device | str, hook=None, state_path: Path | None = None,
            state_key: dict[str, Any] | None = None, on_step: StepCallback | None = None,
-           should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
-    """Denoise one chunk; returns float32 latents, or None if stopped at a step boundary."""
+           should_stop: Callable[[], bool] | None = None,
+           dtype: torch.dtype | None = None) -> torch.Tensor | None:
+    """Denoise one chunk; returns the latents, or None if stopped at a step boundary.
+
+    The release's arithmetic (ENGINE-SPEC section 10): the float32 CPU noise is cast to
+    the compute ``dtype`` (default: the DiT's), the latents stay in it between steps,
+    each timestep is cast to it before the time embedding (in bf16, 991.735 becomes
+    992), and the CFG mix and the scheduler step run in it. With ``cfg_scale`` 1 the
+    negative pass is skipped, as the release does.
+    """
     import time
 
+    dtype = dtype or dit.patch_embedding.weight.dtype
     shape = (1, 16, *inputs.cond.shape[2:])
     scheduler = scheduler_for(steps, shift)
     key = state_key or {}
     resumed = load_state(state_path, key) if state_path else None
     start, latents = resumed if resumed else (0, initial_noise(seed, shape))
-    latents = latents.to(device)
-    timesteps = scheduler.timesteps.to(device)  # once: no host copy inside the step loop
+    # A state file holds the latents in float32, which every compute dtype casts back
+    # to exactly, so a resumed chunk continues from the very same values.
+    latents = latents.to(device=device, dtype=dtype)
+    # Cast once, on the device: no host copy inside the step loop.
+    timesteps = scheduler.timesteps.to(device=device, dtype=dtype)
+    guided = cfg_scale != 1.0
     for step in range(start, steps):
         if should_stop is not None and should_stop():
             return None
@@ -92,13 +105,14 @@ def sample(dit: PoseGenDiT, inputs: ChunkInputs, *, seed: int, steps: int, cfg_s
         with torch.no_grad():
             if hook is not None:
                 hook.begin(step, POSITIVE)
-            pos = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_pos,
-                      timestep, hook).float()
-            if hook is not None:
-                hook.begin(step, NEGATIVE)
-            neg = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_neg,
-                      timestep, hook).float()
-            flow = neg + cfg_scale * (pos - neg)
+            flow = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_pos,
+                       timestep, hook).to(dtype)
+            if guided:
+                if hook is not None:
+                    hook.begin(step, NEGATIVE)
+                neg = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_neg,
+                          timestep, hook).to(dtype)
+                flow = neg + cfg_scale * (flow - neg)
             latents = scheduler.step(flow, scheduler.timesteps[step], latents)
         if hook is not None:
             hook.end_step()  # the anchor's cache files for this step are on disk

@@ -31,12 +31,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_force_otsu(frame: np.ndarray) -> np.ndarray:
-    """Foreground of one frame: 256 bins over [0, 1], best split by between-class variance."""
-    v = np.clip(frame.astype(np.float64).ravel(), 0.0, 1.0)
+    """Foreground of one frame by ENGINE-SPEC section 10, in float64 loops.
+
+    256 bins over [0, 1] (1.0 in the last), class statistics from the bin centres, the
+    first split t* maximising w0 w1 (m0 - m1)^2, foreground = value > centre of bin t*.
+    """
+    v = frame.astype(np.float64).ravel()
     bins = np.minimum((v * 256).astype(np.int64), 255)
-    best, best_t = -1.0, None
-    for t in range(255):  # class 0 = bins <= t, class 1 = bins > t
-        c0, c1 = bins[bins <= t], bins[bins > t]
+    centres = (np.arange(256) + 0.5) / 256
+    best, best_t = -1.0, 0
+    for t in range(256):  # class 0 = bins <= t, class 1 = bins > t
+        c0, c1 = centres[bins[bins <= t]], centres[bins[bins > t]]
         if len(c0) == 0 or len(c1) == 0:
             score = 0.0
         else:
@@ -44,12 +49,15 @@ def brute_force_otsu(frame: np.ndarray) -> np.ndarray:
             score = w0 * w1 * (c0.mean() - c1.mean()) ** 2
         if score > best + 1e-15:
             best, best_t = score, t
-    return (bins > best_t).reshape(frame.shape)
+    return frame > np.float32(centres[best_t])
 
 
 def test_otsu_two_levels() -> None:
+    # 0.098 sits in bin 25 below its centre (25.5/256 = 0.0996), so the lower level is
+    # background. (At 0.1, above that centre, the release's rule would make it
+    # foreground too: tests/test_release_numerics.py pins that case.)
     rng = np.random.default_rng(0)
-    values = np.array([0.1] * 12 + [0.9] * 12)
+    values = np.array([0.098] * 12 + [0.9] * 12)
     rng.shuffle(values)
     frame = values.reshape(1, 4, 6)
     fg = otsu_foreground(torch.tensor(frame, dtype=torch.float32))
@@ -58,10 +66,11 @@ def test_otsu_two_levels() -> None:
 
 
 def test_otsu_three_levels_by_hand() -> None:
-    # {0.1} x10, {0.5} x5, {0.8} x9. Splitting below 0.5: w0 w1 (m0-m1)^2
-    # = (10*14/576) * (0.1 - 9.7/14)^2 = 0.0854; splitting below 0.8:
-    # (15*9/576) * (3.5/15 - 0.8)^2 = 0.0753. So 0.5 and 0.8 are foreground.
-    values = np.array([0.1] * 10 + [0.5] * 5 + [0.8] * 9)
+    # {0.098} x10, {0.5} x5, {0.8} x9, in bins 25, 128, 204 whose centres are 0.0996,
+    # 0.5020, 0.7988. Splitting after bin 25: w0 w1 (m0-m1)^2 = (10*14/576) *
+    # (0.0996 - 0.6928)^2 = 0.0855; after bin 128: (15*9/576) * (0.2337 - 0.7988)^2 =
+    # 0.0749. So t* = 25 and 0.5 and 0.8 are foreground, 0.098 (below 0.0996) is not.
+    values = np.array([0.098] * 10 + [0.5] * 5 + [0.8] * 9)
     np.random.default_rng(1).shuffle(values)
     frame = values.reshape(1, 4, 6)
     fg = otsu_foreground(torch.tensor(frame, dtype=torch.float32)).numpy()
@@ -87,10 +96,11 @@ def test_otsu_matches_brute_force(seed: int) -> None:
 
 
 def test_otsu_per_frame() -> None:
-    # Frame 0: levels 0.1 / 0.9. Frame 1: levels 0.3 / 0.4. One joint threshold would put
-    # all of frame 1 on one side; per-frame thresholds split frame 1 between its levels.
-    f0 = np.array([0.1] * 8 + [0.9] * 8).reshape(4, 4)
-    f1 = np.array([0.3] * 10 + [0.4] * 6).reshape(4, 4)
+    # Frame 0: levels 0.098 / 0.9. Frame 1: levels 0.298 / 0.4 (each low level just below
+    # its bin's centre). One joint threshold would put all of frame 1 on one side;
+    # per-frame thresholds split frame 1 between its levels.
+    f0 = np.array([0.098] * 8 + [0.9] * 8).reshape(4, 4)
+    f1 = np.array([0.298] * 10 + [0.4] * 6).reshape(4, 4)
     fg = otsu_foreground(torch.tensor(np.stack([f0, f1]), dtype=torch.float32)).numpy()
     np.testing.assert_array_equal(fg[0], f0 > 0.5)
     np.testing.assert_array_equal(fg[1], f1 > 0.35)

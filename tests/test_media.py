@@ -105,7 +105,8 @@ def test_resize_range_and_round_trip() -> None:
 def test_to_uint8_clamps() -> None:
     video = torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0]).reshape(1, 5, 1, 1).expand(3, 5, 1, 1)
     out = to_uint8_frames(video.to(torch.bfloat16))
-    assert out[:, 0, 0, 0].tolist() == [0, 0, 128, 255, 255]
+    # 0.0 -> 127.5, truncated to 127 as the release does (ENGINE-SPEC section 10).
+    assert out[:, 0, 0, 0].tolist() == [0, 0, 127, 255, 255]
 
 
 def test_read_errors(tmp_path: Path) -> None:

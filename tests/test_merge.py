@@ -23,7 +23,7 @@ def test_cross_fade_by_hand() -> None:
         [0] * 12
         + [0, 25, 50, 75, 100]  # older weight 1, .75, .5, .25, 0 over Hd = 5
         + [100] * 8
-        + [100, 133, 167, 200]  # older weight 1, 2/3, 1/3, 0 over Tl = 4
+        + [100, 133, 166, 200]  # older weight 1, 2/3, 1/3, 0 over Tl = 4; truncated
         + [200] * 11
     )
     assert len(expected) == 40

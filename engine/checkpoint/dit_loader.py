@@ -134,14 +134,18 @@ def load_dit(folder: str | Path, device: str | torch.device = "cpu",
 
 
 def default_lora_targets(cfg: DiTConfig) -> list[str]:
-    """The layers the tiny checkpoint wraps with LoRA (attention, FFN, hand proj)."""
+    """The layers the written checkpoints wrap with LoRA: attention and FFN linears.
+
+    Only weights the release's own merge can fold in (2-D linear weights; it also takes
+    1x1 conv weights, which it squeezes to 2-D): `hand_patch_embedding.1` is a 1x1x1
+    Conv3d with a 5-D weight, which the release cannot merge (ENGINE-SPEC section 10),
+    so it stays a plain weight. The engine's loader still merges such pairs.
+    """
     targets = []
     for i in range(cfg.num_layers):
         for attn in ("self_attn", "cross_attn"):
             targets += [f"blocks.{i}.{attn}.{p}" for p in ("q", "k", "v", "o")]
         targets += [f"blocks.{i}.ffn.0", f"blocks.{i}.ffn.2"]
-    if cfg.use_hand and cfg.use_hand_proj:
-        targets.append("hand_patch_embedding.1")
     return targets
 
 

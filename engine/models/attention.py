@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 OTSU_BINS = 256
+_OTSU_EPS = 1e-8
+# The release divides a map's range plus this when it min-max normalises a keyword map.
+MAP_NORM_EPS = 1e-6
 
 # Fastest first, as measured at the 79,200-token self-attention on an H100 by
 # bench/dit_step.py (docs/benchmarks.md): cuDNN, then flash, then memory-efficient.
@@ -53,40 +56,48 @@ def keyword_map(q: torch.Tensor, k_keyword: torch.Tensor, grid: tuple[int, int, 
     """Cross-attention score of every video query against the keyword key.
 
     q: (1, n_video, heads, d); k_keyword: (1, heads, d). Returns (f, h, w) float32:
-    the head-mean of q.k/sqrt(d) (no softmax), min-max normalised per frame.
+    the head-mean of q.k/sqrt(d) (no softmax), min-max normalised per frame as the
+    release does it, ``(m - min) / (max - min + 1e-6)``.
     """
     scale = q.shape[-1] ** -0.5
     scores = torch.einsum("bnhd,bhd->bnh", q.float(), k_keyword.float()) * scale
     m = scores.mean(dim=-1)[0].reshape(grid)
     lo = m.amin(dim=(1, 2), keepdim=True)
     hi = m.amax(dim=(1, 2), keepdim=True)
-    return (m - lo) / (hi - lo).clamp_min(1e-12)
+    return (m - lo) / (hi - lo + MAP_NORM_EPS)
 
 
 def otsu_foreground(maps: torch.Tensor) -> torch.Tensor:
     """Binarise each frame of ``maps`` (f, h, w), values in [0, 1], by Otsu's threshold.
 
-    Values fall in 256 equal bins over [0, 1]; the split after bin t that
-    maximises the between-class variance w0*w1*(m0-m1)^2 wins (the first
-    maximum on ties); foreground is every value in a bin above t.
+    ENGINE-SPEC section 10, in the release's float32 arithmetic: a histogram of 256
+    equal bins over [0, 1] (1.0 in the last bin), class statistics from the bin
+    centres, t* the first bin maximising the between-class variance w0*w1*(m0-m1)^2,
+    and foreground = value > the centre of bin t*. Values inside bin t* above its
+    centre are foreground; a rule of "bins after t*" would call them background.
     """
     f = maps.shape[0]
-    flat = maps.reshape(f, -1).float().clamp(0.0, 1.0)
-    bins = (flat * OTSU_BINS).long().clamp_(max=OTSU_BINS - 1)
-    hist = torch.zeros(f, OTSU_BINS, dtype=torch.float64, device=maps.device)
-    hist.scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float64))
-    centers = (torch.arange(OTSU_BINS, dtype=torch.float64, device=maps.device) + 0.5) / OTSU_BINS
-    w0 = hist.cumsum(1)
-    s0 = (hist * centers).cumsum(1)
-    total_w = w0[:, -1:]
-    total_s = s0[:, -1:]
-    w1 = total_w - w0
-    m0 = s0 / w0.clamp_min(1e-12)
-    m1 = (total_s - s0) / w1.clamp_min(1e-12)
+    flat = maps.reshape(f, -1).float()
+    n = flat.shape[1]
+    # floor(v * 256) is exact in float32 (a power-of-two scale); 1.0 joins bin 255.
+    bins = (flat * OTSU_BINS).floor().long().clamp_(0, OTSU_BINS - 1)
+    counts = torch.zeros(f, OTSU_BINS, dtype=torch.float32, device=maps.device)
+    counts.scatter_add_(1, bins, torch.ones_like(flat))
+    prob = counts / n
+    centres = (torch.arange(OTSU_BINS, dtype=torch.float32, device=maps.device) * 2 + 1) \
+        / (2 * OTSU_BINS)
+    w0 = prob.cumsum(1)
+    mean0_sum = (prob * centres).cumsum(1)
+    w1 = 1.0 - w0
+    total = mean0_sum[:, -1:]
+    # An empty class contributes nothing: its mean is taken as 0 (the release's guard).
+    m0 = torch.where(w0 > _OTSU_EPS, mean0_sum / (w0 + _OTSU_EPS), torch.zeros_like(w0))
+    m1 = torch.where(w1 > _OTSU_EPS, (total - mean0_sum) / (w1 + _OTSU_EPS),
+                     torch.zeros_like(w1))
     between = w0 * w1 * (m0 - m1) ** 2
-    between[:, -1] = -1.0  # a split after the last bin leaves class 1 empty
-    t = between.argmax(dim=1, keepdim=True)
-    return (bins > t).reshape(maps.shape)
+    t = between.argmax(dim=1)  # the first maximum on ties
+    threshold = centres[t].reshape(f, *([1] * (maps.dim() - 1)))
+    return maps.float() > threshold
 
 
 def split_rows(foreground: torch.Tensor, n: int, device: torch.device | str
