@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.budget import Budget, parse_budget
-from engine.job import JobInputs, JobSettings
+from engine.job import VAE_TILINGS, JobInputs, JobSettings
 from engine.prompt import read_prompt_file
 
 DEFAULTS = JobSettings()
@@ -54,6 +54,10 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
                         "fits the GPU's free memory) or none (all)")
     g.add_argument("--dtype", default=DEFAULTS.dtype,
                    help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16")
+    g.add_argument("--vae-tiling", choices=VAE_TILINGS, default=DEFAULTS.vae_tiling,
+                   help="release: encode the pose/hand clips and decode in the release's "
+                        "tiles (its exact numbers; default); none: whole frames, faster, "
+                        "differs from the release at tile seams (docs/engine.md#numerics)")
 
 
 def settings_from_args(args: argparse.Namespace) -> JobSettings:
@@ -62,7 +66,8 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
         tail=args.tail, steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed,
         share_steps=tuple(args.share_steps), share_blocks=tuple(args.share_blocks),
         max_block_idx=args.max_block_idx, use_mask=args.use_mask, anchor=args.anchor,
-        num_chunks=args.num_chunks, pad=args.pad, dtype=args.dtype)
+        num_chunks=args.num_chunks, pad=args.pad, dtype=args.dtype,
+        vae_tiling=args.vae_tiling)
 
 
 def inputs_from_args(args: argparse.Namespace) -> JobInputs:

@@ -25,6 +25,9 @@ class ProgressPrinter:
             self._write(line, live=True)
         elif e.kind == "chunk_start":
             self._write(f"{name} started")
+        elif e.kind == "phase":  # loading, encoding, sampling, decoding, writing
+            self._write(f"[{e.chunks_done}/{e.chunks_total} done] {name} {e.message}...",
+                        live=True)
         elif e.kind == "chunk_done":
             self._write(f"{name} done [{e.chunks_done}/{e.chunks_total} chunks]")
         elif e.kind == "chunk_skipped":

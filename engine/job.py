@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_json
@@ -47,12 +48,18 @@ from engine.media import (
 )
 from engine.merge import merge_chunks
 from engine.model_set import ModelSet
-from engine.progress import EtaClock, ProgressCallback, ProgressEvent
+from engine.progress import EtaClock, PhaseClock, ProgressCallback, ProgressEvent
 from engine.prompt import NEGATIVE_PROMPT, clean_prompt, find_keyword
 from engine.sampler import ChunkInputs, sample
 
 RUN_FILE = "run.json"
 CONDITIONS_FILE = "conditions.safetensors"
+CHUNK_CONDITIONS_FILE = "conditions.safetensors"  # per chunk: its pose and hand latents
+VAE_TILINGS = ("release", "none")
+# Part of every run's fingerprint: outputs made under other arithmetic rules (before the
+# release's rounding, Otsu, merge and tiling rules of ENGINE-SPEC section 10) are never
+# mixed into a run made under these.
+NUMERICS = "release-2026-12"
 
 
 class JobError(RuntimeError):
@@ -86,6 +93,9 @@ class JobSettings:
     num_chunks: int | None = None
     pad: bool = True
     dtype: str = "auto"        # auto: bfloat16 on GPU, float32 on CPU
+    # "release": condition clips and decodes tiled as the release does (ENGINE-SPEC 10);
+    # "none": one pass over the whole frame, faster but not the release's numbers.
+    vae_tiling: str = "release"
 
     @property
     def spec(self) -> ChunkSpec:
@@ -104,6 +114,9 @@ class JobSettings:
                                "(VAE 8x times DiT patch 2)")
         if self.steps < 1:
             raise JobError(f"--steps {self.steps}: need at least one sampling step")
+        if self.vae_tiling not in VAE_TILINGS:
+            raise JobError(f"--vae-tiling {self.vae_tiling}: choose one of "
+                           f"{', '.join(VAE_TILINGS)}")
 
     def torch_dtype(self, device: str) -> torch.dtype:
         name = self.dtype
@@ -139,8 +152,7 @@ class ChunkResult:
 class Job:
     def __init__(self, out_dir: str | Path, inputs: JobInputs, settings: JobSettings,
                  ckpt: str | Path | None = None, device: str = "cpu",
-                 budget: Budget = None, progress: ProgressCallback | None = None,
-                 tiled_vae: bool | None = None) -> None:
+                 budget: Budget = None, progress: ProgressCallback | None = None) -> None:
         self.out = Path(out_dir)
         self.inputs = inputs
         self.settings = settings
@@ -149,7 +161,6 @@ class Job:
         self.progress = progress or (lambda event: None)
         self.layout = CheckpointLayout(resolve_checkpoint_dir(ckpt))
         self.dtype = settings.torch_dtype(device)
-        self.tiled_vae = (torch.device(device).type != "cpu") if tiled_vae is None else tiled_vae
         self.models: ModelSet | None = None
         self.plan: ChunkPlan | None = None
         self._pose: np.ndarray | None = None
@@ -191,6 +202,7 @@ class Job:
         ckpt = {kind: file_digest(self.layout.dit_dir(kind) / "model_config.json")
                 for kind in ("base", "cond")}
         return {
+            "numerics": NUMERICS,
             "settings": s,
             "prompt": clean_prompt(self.inputs.prompt),
             "image": file_digest(self.inputs.image),
@@ -248,7 +260,7 @@ class Job:
             patches = (s.height // 16) * (s.width // 16)
             n_tokens = ((s.frames - 1) // 4 + 1) * patches + patches
             self.models = ModelSet(self.layout, self.device, self.dtype, self.budget,
-                                   self.tiled_vae, n_tokens=n_tokens)
+                                   s.vae_tiling, n_tokens=n_tokens)
         return self.models
 
     def conditions(self) -> dict[str, torch.Tensor]:
@@ -266,7 +278,7 @@ class Job:
             (pos, neg), tokenizer = models.encode_texts([prompt, NEGATIVE_PROMPT])
             image = center_crop_resize(read_image(self.inputs.image), s.height, s.width)
             clip = models.encode_image(image)
-            ref = models.encode_video(image).float().cpu()
+            ref = models.encode_video(image, tiled=False).float().cpu()  # untiled, as the release
             keyword = tokenizer.token_index_of_char(prompt, char_pos)
             cond = {"text_pos": pos, "text_neg": neg, "clip": clip, "ref": ref,
                     "keyword_token": torch.tensor([keyword])}
@@ -299,29 +311,73 @@ class Job:
 
     def run_chunk(self, i: int, *, should_stop: Callable[[], bool] | None = None,
                   seed: int | None = None) -> ChunkResult | None:
-        """Generate chunk ``i`` (resuming its saved step); None if stopped early."""
+        """Generate chunk ``i`` (resuming its saved step); None if stopped early.
+
+        Phases, each timed into ``done.json``: loading (models, job-wide conditions),
+        encoding (this chunk's conditions), sampling, decoding, writing.
+        """
         plan = self._require_plan()
         chunk = plan.chunks[i]
         missing = [d for d in plan.dependencies(i) if not self.is_done(d)]
         if missing:
             raise JobError(f"chunk {i} needs chunks {missing} first")
-        s = self.settings
-        seed = s.seed if seed is None else seed
+        seed = self.settings.seed if seed is None else seed
+        t_start = time.perf_counter()
+        self._emit("chunk_start", i, chunk.role)
         models = self._models()
-        cond = self.conditions()
-        dit = models.dit("cond" if chunk.role == "cond" else "base")
+        clock = PhaseClock(lambda name: self._emit("phase", i, chunk.role, message=name),
+                           sync=self._device_sync(models.device))
+        with clock.phase("loading"):
+            cond = self.conditions()
+            dit = models.dit("cond" if chunk.role == "cond" else "base")
+        key = {"chunk": i, "seed": seed, "run": self.run_id()}
+        with clock.phase("encoding"):
+            inputs, grid = self._chunk_inputs(i, key, dit, cond)
+        with clock.phase("sampling"):
+            latents, hook, step_times = self._sample(i, dit, inputs, grid, key, seed,
+                                                     should_stop)
+        if latents is None:
+            return None
+        d = self.chunk_dir(i)
+        with clock.phase("decoding"):
+            frames = to_uint8_frames(models.decode(latents))
+        with clock.phase("writing"):
+            save_frames(d / "frames.npy", frames)
+            write_mp4(d / "chunk.mp4", frames, self._fps)
+            if chunk.role == "anchor":
+                self.anchor_cache.finish()
         dev = models.device
+        result = ChunkResult(
+            index=i, role=chunk.role, seconds=time.perf_counter() - t_start,
+            steps_run=len(step_times),
+            seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
+            peak_vram_bytes=torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
+            extra={"seed": seed, "budget": self.budget,
+                   "resolved_budget": models.resolved_budget,
+                   "predicted_peak_bytes": models.predicted_peak,
+                   "foreground_fraction": (sum(hook.foreground_fraction)
+                                           / len(hook.foreground_fraction))
+                   if isinstance(hook, BaseSharer) and hook.foreground_fraction else None,
+                   "phases": clock.seconds, "model_loading": dict(models.load_seconds)})
+        atomic_write_json(d / "done.json", asdict(result))
+        (d / "state.safetensors").unlink(missing_ok=True)
+        (d / CHUNK_CONDITIONS_FILE).unlink(missing_ok=True)
+        self._emit("chunk_done", i, chunk.role, step=self.settings.steps,
+                   steps=self.settings.steps)
+        return result
 
-        head = tail = None
-        if chunk.role == "cond":
-            head = load_frames(self.chunk_dir(i - 1) / "frames.npy")[-s.head:]
-            tail = load_frames(self.chunk_dir(i + 1) / "frames.npy")[: s.tail]
-        pose = condition_clip(self._pose, plan, i, s.height, s.width, head, tail)
-        hand = condition_clip(self._hand, plan, i, s.height, s.width, head, tail)
-        mask = frame_mask(s.frames, s.height, s.width, s.head if head is not None else 0,
-                          s.tail if tail is not None else 0)
-        pose_lat = models.encode_video(pose)
-        hand_lat = models.encode_video(hand)
+    @staticmethod
+    def _device_sync(device: torch.device) -> Callable[[], None] | None:
+        return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+
+    def _chunk_inputs(self, i: int, key: dict[str, Any], dit: Any,
+                      cond: dict[str, torch.Tensor]) -> tuple[ChunkInputs, tuple[int, int, int]]:
+        """What the DiT sees of chunk ``i`` besides the noisy latents, and its token grid."""
+        s, dev = self.settings, self._models().device
+        role = self._require_plan().chunks[i].role
+        pose_lat, hand_lat = self._condition_latents(i, key)
+        mask = frame_mask(s.frames, s.height, s.width, s.head if role == "cond" else 0,
+                          s.tail if role == "cond" else 0)
         cond_in = torch.cat([mask[None].to(dev, self.dtype), pose_lat], dim=1)
         with torch.no_grad():
             clip = cond["clip"].to(dev, self.dtype)
@@ -329,66 +385,73 @@ class Job:
                 cond=cond_in, hand=hand_lat, ref=cond["ref"].to(dev, self.dtype),
                 context_pos=dit.embed_context(cond["text_pos"].to(dev, self.dtype), clip),
                 context_neg=dit.embed_context(cond["text_neg"].to(dev, self.dtype), clip))
-
         grid = (pose_lat.shape[2], pose_lat.shape[3] // 2, pose_lat.shape[4] // 2)
+        return inputs, grid
+
+    def _sample(self, i: int, dit: Any, inputs: ChunkInputs, grid: tuple[int, int, int],
+                key: dict[str, Any], seed: int, should_stop: Callable[[], bool] | None
+                ) -> tuple[torch.Tensor | None, Any, list[float]]:
+        """Denoise chunk ``i`` with its role's KV-sharing hook; (latents, hook, step times)."""
+        s, dev = self.settings, self._models().device
+        role = self._require_plan().chunks[i].role
         hook = None
-        if chunk.role == "anchor":
+        if role == "anchor":
             self.anchor_cache.start(self.anchor_settings(seed))
             hook = AnchorRecorder(self.anchor_cache, s.share, self._keyword_token, grid)
-        elif chunk.role == "base":
+        elif role == "base":
             self.anchor_cache.check(self.anchor_settings(self.anchor_seed()))
             hook = BaseSharer(self.anchor_cache, s.share, self._keyword_token, grid, dev)
         s.share.validate(s.steps, dit.cfg.num_layers)
-
-        state_path = self.chunk_dir(i) / "state.safetensors"
-        key = {"chunk": i, "seed": seed, "run": self.run_id()}
-        t_start = time.perf_counter()
-        steps_run = 0
-        step_times: list[float] = []
-        self._emit("chunk_start", i, chunk.role)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
+        step_times: list[float] = []
 
         def on_step(done: int, total: int, seconds: float) -> None:
-            nonlocal steps_run
-            steps_run += 1
             step_times.append(seconds)
             if self.clock is not None:
                 self.clock.step(seconds)
-            self._emit("step", i, chunk.role, step=done, steps=total)
+            self._emit("step", i, role, step=done, steps=total)
 
         try:
             latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
-                             shift=s.shift, device=dev, hook=hook, state_path=state_path,
+                             shift=s.shift, device=dev, hook=hook,
+                             state_path=self.chunk_dir(i) / "state.safetensors",
                              state_key=key, on_step=on_step, should_stop=should_stop,
                              dtype=self.dtype)
         finally:
             if isinstance(hook, BaseSharer):
                 hook.prefetcher.close()  # its reader thread and pinned buffers
-        if latents is None:
-            return None
-        frames = to_uint8_frames(models.decode(latents))
-        d = self.chunk_dir(i)
-        save_frames(d / "frames.npy", frames)
-        write_mp4(d / "chunk.mp4", frames, self._fps)
-        if chunk.role == "anchor":
-            self.anchor_cache.finish()
-        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
-        result = ChunkResult(
-            index=i, role=chunk.role, seconds=time.perf_counter() - t_start,
-            steps_run=steps_run,
-            seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
-            peak_vram_bytes=peak,
-            extra={"seed": seed, "budget": self.budget,
-                   "resolved_budget": models.resolved_budget,
-                   "predicted_peak_bytes": models.predicted_peak,
-                   "foreground_fraction": (sum(hook.foreground_fraction)
-                                           / len(hook.foreground_fraction))
-                   if isinstance(hook, BaseSharer) and hook.foreground_fraction else None})
-        atomic_write_json(d / "done.json", asdict(result))
-        state_path.unlink(missing_ok=True)
-        self._emit("chunk_done", i, chunk.role, step=s.steps, steps=s.steps)
-        return result
+        return latents, hook, step_times
+
+    def _condition_latents(self, i: int, key: dict[str, Any]
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunk ``i``'s pose and hand latents, encoded once and kept until it is done.
+
+        A resumed chunk reads them back instead of encoding again: the encode's result
+        can depend on the device's kernel choice (a batch of tiles sized to the free
+        memory), and the rest of the chunk must see the very same conditions.
+        """
+        s, plan, models = self.settings, self._require_plan(), self._models()
+        path = self.chunk_dir(i) / CHUNK_CONDITIONS_FILE
+        head = tail = None
+        if plan.chunks[i].role == "cond":
+            head = load_frames(self.chunk_dir(i - 1) / "frames.npy")[-s.head:]
+            tail = load_frames(self.chunk_dir(i + 1) / "frames.npy")[: s.tail]
+            # A neighbour generated again (retry, new anchor) makes these latents stale.
+            key = {**key, "neighbours": hashlib.sha256(head.tobytes() + tail.tobytes())
+                   .hexdigest()[:16]}
+        stored = load_chunk_conditions(path, key)
+        if stored is not None:
+            return (stored["pose"].to(models.device, self.dtype),
+                    stored["hand"].to(models.device, self.dtype))
+        pose = condition_clip(self._pose, plan, i, s.height, s.width, head, tail)
+        hand = condition_clip(self._hand, plan, i, s.height, s.width, head, tail)
+        pose_lat, hand_lat = models.encode_video(pose), models.encode_video(hand)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"pose": pose_lat.cpu().contiguous(), "hand": hand_lat.cpu().contiguous()},
+                      str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
+        return pose_lat, hand_lat
 
     @property
     def loaded_dit(self) -> str | None:
@@ -405,7 +468,7 @@ class Job:
         """Forget chunks' results so they are generated again (retry)."""
         for i in indices:
             d = self.chunk_dir(i)
-            for name in ("done.json", "state.safetensors"):
+            for name in ("done.json", "state.safetensors", CHUNK_CONDITIONS_FILE):
                 (d / name).unlink(missing_ok=True)
         self.video_path.unlink(missing_ok=True)
 
@@ -459,6 +522,19 @@ class Job:
                                     chunks_done=done, chunks_total=total,
                                     seconds_per_step=sps, eta_chunk=eta_chunk,
                                     eta_total=eta_total, message=message))
+
+
+def load_chunk_conditions(path: Path, key: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """A chunk's stored condition latents if written for ``key``; None if absent or stale."""
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if json.loads((f.metadata() or {}).get("key", "null")) != key:
+                return None
+            return {name: f.get_tensor(name) for name in ("pose", "hand")}
+    except Exception:  # a torn or foreign file: encode again, never trust it
+        return None
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -11,11 +11,12 @@ from engine.checkpoint import encoders
 from engine.checkpoint.dit_loader import load_dit
 from engine.checkpoint.layout import CheckpointLayout
 from engine.models.dit import PoseGenDiT
+from engine.progress import PhaseClock
 
 
 class ModelSet:
     def __init__(self, layout: CheckpointLayout, device: str, dtype: torch.dtype,
-                 budget: Budget, tiled_vae: bool = False, n_tokens: int = 0) -> None:
+                 budget: Budget, vae_tiling: str = "release", n_tokens: int = 0) -> None:
         self.layout = layout
         self.device = torch.device(device)
         self.dtype = dtype
@@ -23,33 +24,48 @@ class ModelSet:
         self.n_tokens = n_tokens  # tokens per DiT forward, for -p auto
         self.resolved_budget: int | None = None  # what -p auto chose
         self.predicted_peak: int | None = None
-        self.tiled_vae = tiled_vae
+        self.vae_tiling = vae_tiling  # "release" (tiles as the release) or "none"
         self._vae = None
         self._dit: PoseGenDiT | None = None
         self._dit_kind = ""
         self.placement: Placement | None = None
         self.dit_switches = 0
+        # Seconds of each loading step in this process (T5, CLIP, VAE, DiT read / LoRA
+        # merge / build / placement), summed over loads: what a chunk's "loading" was.
+        self.load_seconds: dict[str, float] = {}
+
+    def _timed(self) -> PhaseClock:
+        clock = PhaseClock(sync=(lambda: torch.cuda.synchronize(self.device))
+                           if self.device.type == "cuda" else None)
+        clock.seconds = self.load_seconds  # add into the shared totals
+        return clock
 
     @property
     def vae(self):
         if self._vae is None:
-            self._vae = encoders.load_vae(self.layout.vae, device=self.device,
-                                          dtype=self.vae_dtype)
+            with self._timed().phase("vae_load"):
+                self._vae = encoders.load_vae(self.layout.vae, device=self.device,
+                                              dtype=self.vae_dtype)
         return self._vae
 
     @property
     def vae_dtype(self) -> torch.dtype:
-        return torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        # The release runs the VAE in the pipeline's dtype, as every other model.
+        return self.dtype
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """(3, F, H, W) in [-1, 1] -> (1, 16, latent F, H/8, W/8) on the device."""
+    def encode_video(self, video: torch.Tensor, tiled: bool = True) -> torch.Tensor:
+        """(3, F, H, W) in [-1, 1] -> (1, 16, latent F, H/8, W/8) on the device.
+
+        ``tiled``: the release tiles condition clips and encodes the reference image
+        whole; the session's ``vae_tiling`` "none" turns the tiling off everywhere.
+        """
         latents = encoders.vae_encode(self.vae, video.to(self.vae_dtype), self.device,
-                                      self.tiled_vae)
+                                      tiled and self.vae_tiling == "release")
         return latents.unsqueeze(0).to(self.device, self.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         video = encoders.vae_decode(self.vae, latents[0].to(self.vae_dtype), self.device,
-                                    self.tiled_vae)
+                                    self.vae_tiling == "release")
         return video.float().cpu()
 
     def encode_texts(self, texts: list[str]) -> tuple[list[torch.Tensor], object]:
@@ -57,10 +73,12 @@ class ModelSet:
 
         The text encoder is freed afterwards: at full size it is 11 GB the DiT needs.
         """
-        tokenizer = encoders.load_tokenizer(self.layout.tokenizer)
-        t5 = encoders.load_text_encoder(self.layout.text_encoder, device=self.device,
-                                        dtype=self.dtype)
-        with torch.no_grad():
+        clock = self._timed()
+        with clock.phase("t5_load"):
+            tokenizer = encoders.load_tokenizer(self.layout.tokenizer)
+            t5 = encoders.load_text_encoder(self.layout.text_encoder, device=self.device,
+                                            dtype=self.dtype)
+        with clock.phase("t5_encode"), torch.no_grad():
             feats = [encoders.encode_prompt(t5, tokenizer, t, self.device).float().cpu()
                      for t in texts]
         del t5
@@ -69,9 +87,11 @@ class ModelSet:
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """CLIP tokens (1, 257, 1280) of the reference image (3, 1, H, W) in [-1, 1]."""
-        clip = encoders.load_image_encoder(self.layout.image_encoder, device=self.device,
-                                           dtype=self.dtype)
-        with torch.no_grad():
+        clock = self._timed()
+        with clock.phase("clip_load"):
+            clip = encoders.load_image_encoder(self.layout.image_encoder, device=self.device,
+                                               dtype=self.dtype)
+        with clock.phase("clip_encode"), torch.no_grad():
             tokens = encoders.encode_image(clip, image.to(self.dtype), self.device).float().cpu()
         del clip
         self._free()
@@ -88,7 +108,8 @@ class ModelSet:
                 self.dit_switches += 1
             self._dit = None
             self._free()
-            model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype)
+            model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype,
+                             seconds=self.load_seconds)
             if self.device.type == "cpu":
                 self.placement = None
             else:
@@ -96,7 +117,8 @@ class ModelSet:
                 if budget == AUTO:
                     budget = self._auto_budget(model)
                 self.resolved_budget = budget
-                self.placement = apply_budget(model, budget, self.device, self.dtype)
+                with self._timed().phase("dit_placement"):
+                    self.placement = apply_budget(model, budget, self.device, self.dtype)
             self._dit, self._dit_kind = model, kind
         return self._dit
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    kind: str             # job_start | chunk_start | step | chunk_done | chunk_skipped | merge_done
+    kind: str  # job_start | chunk_start | phase | step | chunk_done | chunk_skipped | merge_done
     chunk: int = -1
     role: str = ""
     step: int = 0
@@ -23,6 +24,33 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class PhaseClock:
+    """Seconds spent in each named phase of a chunk (loading, encoding, sampling, ...).
+
+    ``on_start`` hears each phase's name as it begins, so a display can say what is
+    happening between sampling steps; ``sync`` (e.g. ``torch.cuda.synchronize``) runs
+    at each phase's end so asynchronous device work is charged to the phase that
+    queued it.
+    """
+
+    def __init__(self, on_start: Callable[[str], None] = lambda name: None,
+                 sync: Callable[[], None] | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self._on_start = on_start
+        self._sync = sync
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self._on_start(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync is not None:
+                self._sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass

@@ -60,6 +60,9 @@ class WorkerRecord:
         elif e.kind == "chunk_start":
             s.add_event(sid, "chunk_start", f"chunk {e.chunk} ({e.role}) started on {self.device}",
                         chunk_idx=e.chunk, worker_id=self.worker_id)
+        elif e.kind == "phase":
+            s.add_event(sid, "phase", f"chunk {e.chunk} ({e.role}): {e.message}",
+                        chunk_idx=e.chunk, worker_id=self.worker_id)
         elif e.kind == "merge_done":
             s.add_event(sid, "merged", e.message, worker_id=self.worker_id)
 

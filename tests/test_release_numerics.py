@@ -317,3 +317,56 @@ def test_tiny_checkpoint_puts_lora_only_on_release_mergeable_weights(tiny_ckpt: 
             one_by_one_conv = base.ndim == 4 and tuple(base.shape[2:]) == (1, 1)
             assert base.ndim == 2 or one_by_one_conv, f"{kind}: {layer} {tuple(base.shape)}"
         assert not any("hand_patch_embedding" in k and "lora" in k for k in raw)
+
+
+# -- VAE tiling: conditions and decode in tiles (30, 52) / (15, 26); reference untiled --
+
+
+def test_model_set_tiles_as_the_release(tiny_ckpt: Path) -> None:
+    """Condition encodes and the decode equal diffsynth's own tiled calls with the
+    release's tile (30, 52) and stride (15, 26); the reference image is encoded whole.
+    At 512x288 (latent 64x36) the grid has 4 rows of tiles, so the seams matter."""
+    from engine.checkpoint.layout import CheckpointLayout
+    from engine.model_set import ModelSet
+
+    models = ModelSet(CheckpointLayout(tiny_ckpt), "cpu", torch.float32, None, "release")
+    # One frame keeps it quick on 2 cores; the tiles are spatial.
+    video = torch.rand(3, 1, 512, 288, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    vae = models.vae
+    tiled = vae.encode([video], device="cpu", tiled=True, tile_size=(30, 52),
+                       tile_stride=(15, 26))[0]
+    whole = vae.encode([video], device="cpu", tiled=False)[0]
+    assert not torch.equal(tiled, whole)  # the tiling really changes the numbers
+    assert torch.equal(models.encode_video(video)[0], tiled)
+    assert torch.equal(models.encode_video(video, tiled=False)[0], whole)
+
+    latents = tiled[None]
+    expected = vae.decode([tiled], device="cpu", tiled=True, tile_size=(30, 52),
+                          tile_stride=(15, 26))[0]
+    assert torch.equal(models.decode(latents), expected)
+
+    untiled = ModelSet(CheckpointLayout(tiny_ckpt), "cpu", torch.float32, None, "none")
+    assert torch.equal(untiled.encode_video(video)[0], whole)
+
+
+def test_run_fingerprint_names_the_numerics(tiny_ckpt: Path, sample_dir: Path,
+                                            tmp_path: Path) -> None:
+    """A workspace made under other arithmetic rules is never mixed with this run."""
+    import json
+
+    from engine.job import Job, JobError, JobInputs, JobSettings
+
+    inputs = JobInputs(image=sample_dir / "reference.png", pose=sample_dir / "pose.mp4",
+                       hand=sample_dir / "hand.mp4",
+                       prompt=(sample_dir / "prompt.txt").read_text())
+    settings = JobSettings(height=64, width=32, frames=17, head=5, tail=4,
+                           share_blocks=(2, 4))
+    Job(tmp_path, inputs, settings, ckpt=tiny_ckpt).prepare()
+    run_file = tmp_path / "run.json"
+    run = json.loads(run_file.read_text())
+    run["fingerprint"].pop("numerics")  # as an older engine wrote it
+    run_file.write_text(json.dumps(run))
+    with pytest.raises(JobError, match="numerics"):
+        Job(tmp_path, inputs, settings, ckpt=tiny_ckpt).prepare()
+    with pytest.raises(JobError, match="vae-tiling"):
+        JobSettings(vae_tiling="diffsynth").validate()

@@ -10,6 +10,7 @@ merged into plain weights, `W += alpha * (B @ A)`, before loading.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -115,13 +116,23 @@ def _check_keys(model: PoseGenDiT, state: dict[str, torch.Tensor], folder: Path)
 
 
 def load_dit(folder: str | Path, device: str | torch.device = "cpu",
-             dtype: torch.dtype = torch.float32) -> PoseGenDiT:
+             dtype: torch.dtype = torch.float32,
+             seconds: dict[str, float] | None = None) -> PoseGenDiT:
+    """Build the DiT of a release folder; ``seconds`` gets the time of each loading step."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: DiT folder not found; expected it in the checkpoint "
                               "dir (720p-81f-base/ or 720p-81f-cond/)")
+    seconds = {} if seconds is None else seconds
     cfg = read_config(folder)
-    state = merge_lora(read_shards(folder))
+    t0 = time.perf_counter()
+    raw = read_shards(folder)
+    t1 = time.perf_counter()
+    state = merge_lora(raw)
+    del raw
+    t2 = time.perf_counter()
+    seconds["dit_read"] = seconds.get("dit_read", 0.0) + t1 - t0
+    seconds["dit_lora_merge"] = seconds.get("dit_lora_merge", 0.0) + t2 - t1
     with torch.device("meta"):
         model = PoseGenDiT(cfg)
     emb_pos = state.get("img_emb.emb_pos")
@@ -130,7 +141,9 @@ def load_dit(folder: str | Path, device: str | torch.device = "cpu",
         model.img_emb.emb_pos = torch.nn.Parameter(torch.empty_like(emb_pos, device="meta"))
     _check_keys(model, state, folder)
     model.load_state_dict(state, assign=True, strict=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    seconds["dit_build"] = seconds.get("dit_build", 0.0) + time.perf_counter() - t2
+    return model
 
 
 def default_lora_targets(cfg: DiTConfig) -> list[str]:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from engine.checkpoint.layout import CheckpointError
 from engine.compat import import_diffsynth_module
+from engine.vae_tiling import RELEASE_STRIDE, RELEASE_TILE, tiled_decode, tiled_encode
 
 Device = str | torch.device
 LATENT_CHANNELS = 16  # PoseGen's DiT reads 16-channel Wan2.1 latents
@@ -142,28 +143,36 @@ def _check_video(video: Tensor) -> None:
 
 @torch.no_grad()
 def vae_encode(vae: Any, video: Tensor, device: Device, tiled: bool = False,
-               tile_size: tuple[int, int] = (34, 34),
-               tile_stride: tuple[int, int] = (18, 16)) -> Tensor:
-    """(3, F, H, W) in [-1, 1] -> latents (16, (F-1)//4+1, H/8, W/8) on ``device``."""
+               tile_size: tuple[int, int] = RELEASE_TILE,
+               tile_stride: tuple[int, int] = RELEASE_STRIDE,
+               max_batch: int | None = None) -> Tensor:
+    """(3, F, H, W) in [-1, 1] -> latents (16, (F-1)//4+1, H/8, W/8) on ``device``.
+
+    ``tiled``: the release's tiling (engine/vae_tiling.py: diffsynth's tiles and blend,
+    tiles batched on the device); else one pass over the whole video.
+    """
     _check_video(video)
     video = video.to(dtype=_param_dtype(vae.model))
-    latents = vae.encode([video], device=device, tiled=tiled, tile_size=tile_size,
-                         tile_stride=tile_stride)
-    return latents[0].to(device)
+    if tiled:
+        return tiled_encode(vae, video[None], device, tile_size, tile_stride,
+                            max_batch=max_batch)[0]
+    return vae.encode([video], device=device, tiled=False)[0].to(device)
 
 
 @torch.no_grad()
 def vae_decode(vae: Any, latents: Tensor, device: Device, tiled: bool = False,
-               tile_size: tuple[int, int] = (34, 34),
-               tile_stride: tuple[int, int] = (18, 16)) -> Tensor:
+               tile_size: tuple[int, int] = RELEASE_TILE,
+               tile_stride: tuple[int, int] = RELEASE_STRIDE,
+               max_batch: int | None = None) -> Tensor:
     """Latents (16, T, h, w) -> video (3, 4T-3, 8h, 8w) in [-1, 1] on ``device``."""
     if latents.ndim != 4 or latents.shape[0] != LATENT_CHANNELS:
         raise ValueError(f"expected latents ({LATENT_CHANNELS}, T, h, w), "
                          f"got {tuple(latents.shape)}")
     latents = latents.to(dtype=_param_dtype(vae.model))
-    video = vae.decode([latents], device=device, tiled=tiled, tile_size=tile_size,
-                       tile_stride=tile_stride)
-    return video[0].to(device)
+    if tiled:
+        return tiled_decode(vae, latents[None], device, tile_size, tile_stride,
+                            max_batch=max_batch)[0]
+    return vae.decode([latents], device=device, tiled=False)[0].to(device)
 
 
 # ----------------------------------------------------------------------------- umT5
