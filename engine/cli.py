@@ -44,6 +44,9 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dir", type=Path)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_make_tiny)
+    from engine.checkpoint.full import add_make_full_parser
+
+    add_make_full_parser(csub)  # `posegen ckpt make-full`: full-size random weights
 
     s = sub.add_parser("sample-inputs", help="write a synthetic reference image + pose/hand clips")
     s.add_argument("dir", type=Path)
