@@ -370,3 +370,35 @@ def test_run_fingerprint_names_the_numerics(tiny_ckpt: Path, sample_dir: Path,
         Job(tmp_path, inputs, settings, ckpt=tiny_ckpt).prepare()
     with pytest.raises(JobError, match="vae-tiling"):
         JobSettings(vae_tiling="diffsynth").validate()
+
+
+def test_lora_merges_in_the_checkpoint_dtype() -> None:
+    """A bf16 checkpoint merges as the release does: B @ A as a bf16 matmul, then a bf16
+    add to the base weight; not in float32 with a single rounding at the end."""
+    from engine.checkpoint.dit_loader import merge_lora
+
+    g = torch.Generator().manual_seed(5)
+    w = (torch.randn(48, 40, generator=g) * 0.05).to(torch.bfloat16)
+    a = (torch.randn(8, 40, generator=g) * 0.3).to(torch.bfloat16)
+    b = (torch.randn(48, 8, generator=g) * 0.3).to(torch.bfloat16)
+    raw = {"pipe.dit.blocks.0.ffn.0.base_layer.weight": w,
+           "pipe.dit.blocks.0.ffn.0.lora_A.default.weight": a,
+           "pipe.dit.blocks.0.ffn.0.lora_B.default.weight": b}
+    merged = merge_lora(raw)["blocks.0.ffn.0.weight"]
+    release = w + 1.0 * torch.mm(b, a)  # every operand and result in bf16
+    assert merged.dtype == torch.bfloat16
+    assert torch.equal(merged, release)
+    in_float32 = (w.float() + b.float() @ a.float()).to(torch.bfloat16)
+    assert not torch.equal(merged, in_float32)  # the rule is visible at this size
+
+
+def test_merge_lora_consume_frees_the_loaded_dict() -> None:
+    from engine.checkpoint.dit_loader import merge_lora
+
+    w = torch.ones(4, 4)
+    raw = {"pipe.dit.x.base_layer.weight": w, "pipe.dit.x.lora_A.default.weight": torch.ones(1, 4),
+           "pipe.dit.x.lora_B.default.weight": torch.ones(4, 1), "pipe.dit.y.weight": w}
+    kept = dict(raw)
+    assert torch.equal(merge_lora(raw, consume=True)["x.weight"], w + 1)
+    assert raw == {}  # nothing of the loaded shards stays referenced by the caller's dict
+    assert set(merge_lora(kept)) == {"x.weight", "y.weight"} and len(kept) == 4

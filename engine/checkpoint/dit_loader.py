@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -20,11 +20,15 @@ from engine.atomic import atomic_path, atomic_write_json
 from engine.models.dit import DiTConfig, PoseGenDiT
 
 from .layout import CheckpointError
+from .mapped import load_mapped
 
 KEY_PREFIX = "pipe.dit."
 LORA_A = ".lora_A.default.weight"
 LORA_B = ".lora_B.default.weight"
 CONFIG_FILE = "model_config.json"
+# Memory-map shards only when the biggest is at most 1/4 of the folder: the loader then
+# holds about the weights plus one shard (measured in bench/load_memory.py).
+MMAP_MAX_SHARD_FRACTION = 4
 
 
 def read_config(folder: Path) -> DiTConfig:
@@ -45,29 +49,88 @@ def read_config(folder: Path) -> DiTConfig:
     return cfg
 
 
-def read_shards(folder: Path) -> dict[str, torch.Tensor]:
+def _shards(folder: Path) -> list[Path]:
     shards = sorted(folder.glob("*.bin"))
     if not shards:
         raise CheckpointError(f"{folder}: no *.bin state dicts found; copy the release's "
                               "DiT shards into this folder")
+    return shards
+
+
+def _read_shard(shard: Path, mmap: bool = True) -> dict[str, torch.Tensor]:
+    try:
+        part = load_mapped(shard, mmap=mmap)
+    except Exception as e:  # torch raises several types for torn or foreign files
+        raise CheckpointError(f"{shard}: not a readable state dict ({type(e).__name__}: "
+                              f"{e}); the file may be truncated, copy it again") from None
+    if not isinstance(part, dict):
+        raise CheckpointError(f"{shard}: expected a dict of tensors, got {type(part)}")
+    return part
+
+
+def read_shards(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the folder's ``*.bin`` shards, memory-mapped where the format allows."""
     merged: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        try:
-            part = torch.load(shard, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for torn or foreign files
-            raise CheckpointError(f"{shard}: not a readable state dict ({type(e).__name__}: "
-                                  f"{e}); the file may be truncated, copy it again") from None
-        if not isinstance(part, dict):
-            raise CheckpointError(f"{shard}: expected a dict of tensors, got {type(part)}")
-        merged.update(part)
+    for shard in _shards(folder):
+        merged.update(_read_shard(shard))
     return merged
 
 
-def merge_lora(raw: dict[str, torch.Tensor], alpha: float = 1.0) -> dict[str, torch.Tensor]:
-    """Strip `pipe.dit.`, drop `.base_layer`, fold LoRA pairs into their weights."""
+def read_merged(folder: Path, alpha: float = 1.0) -> dict[str, torch.Tensor]:
+    """The folder's weights with LoRA folded in, holding about one copy of them.
+
+    Shards are read one at a time and a layer is merged as soon as its base weight and
+    both LoRA tensors have been read (the replaced base weight is freed at once).
+    Several small shards are memory-mapped, and whatever of a shard stays unmerged is
+    copied out of its mapping before the next one, so the mapping and the file pages it
+    keeps resident go away: peak about the weights plus one shard. A folder of a few
+    big shards (the release's single ``pytorch_model.bin``) is read plainly instead: a
+    mapping of the whole file would stay resident beside the merged copies.
+    """
+    shards = _shards(folder)
+    sizes = [f.stat().st_size for f in shards]
+    mmap = max(sizes) * MMAP_MAX_SHARD_FRACTION <= sum(sizes)
     plain: dict[str, torch.Tensor] = {}
     lora: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in raw.items():
+    for shard in shards:
+        part = _read_shard(shard, mmap)
+        fresh = _split(_drain(part), plain, lora)
+        merged = _fold_ready(plain, lora, alpha)
+        if mmap:
+            for name in fresh - merged:  # still views of the shard's mapping
+                plain[name] = plain[name].clone()
+            for pair in lora.values():
+                for slot, t in pair.items():
+                    pair[slot] = t.clone()
+        del part
+    _fold_ready(plain, lora, alpha)
+    _check_lora_complete(plain, lora)
+    return plain
+
+
+def merge_lora(raw: dict[str, torch.Tensor], alpha: float = 1.0,
+               consume: bool = False) -> dict[str, torch.Tensor]:
+    """Strip `pipe.dit.`, drop `.base_layer`, fold LoRA pairs into their weights.
+
+    The release's arithmetic: the pair is cast to the base weight's dtype, multiplied
+    there (``alpha * B @ A``, a 1x1 conv's pair squeezed to 2-D and back) and added in
+    that dtype, so a bf16 checkpoint merges in bf16. ``consume`` empties ``raw`` while
+    merging, so a replaced base weight is freed at once rather than kept beside its
+    merged copy.
+    """
+    plain: dict[str, torch.Tensor] = {}
+    lora: dict[str, dict[str, torch.Tensor]] = {}
+    _split(_drain(raw) if consume else iter(raw.items()), plain, lora)
+    _check_lora_complete(plain, lora)
+    _fold_ready(plain, lora, alpha)
+    return plain
+
+
+def _split(items: Iterator[tuple[str, torch.Tensor]], plain: dict[str, torch.Tensor],
+           lora: dict[str, dict[str, torch.Tensor]]) -> set[str]:
+    """Sort release keys into plain weights and LoRA halves; returns the new plain names."""
+    fresh = set()
+    for key, value in items:
         name = key[len(KEY_PREFIX):] if key.startswith(KEY_PREFIX) else key
         if "lora" in name:
             for suffix, slot in ((LORA_A, "A"), (LORA_B, "B")):
@@ -78,20 +141,40 @@ def merge_lora(raw: dict[str, torch.Tensor], alpha: float = 1.0) -> dict[str, to
                 raise CheckpointError(f"unexpected LoRA key {key!r}: expected names ending in "
                                       f"{LORA_A} or {LORA_B}")
             continue
-        plain[name.replace(".base_layer.", ".")] = value
+        name = name.replace(".base_layer.", ".")
+        plain[name] = value
+        fresh.add(name)
+    return fresh
+
+
+def _fold_ready(plain: dict[str, torch.Tensor], lora: dict[str, dict[str, torch.Tensor]],
+                alpha: float) -> set[str]:
+    """Merge every layer whose base weight and both halves are present; their names."""
+    done = set()
+    for layer in [n for n, pair in lora.items() if len(pair) == 2 and f"{n}.weight" in plain]:
+        pair = lora.pop(layer)
+        target = f"{layer}.weight"
+        w = plain[target]
+        a = pair["A"].to(w.dtype).reshape(pair["A"].shape[0], -1)
+        b = pair["B"].to(w.dtype).reshape(pair["B"].shape[0], -1)
+        plain[target] = w + alpha * torch.mm(b, a).reshape(w.shape)
+        done.add(target)
+    return done
+
+
+def _check_lora_complete(plain: dict[str, torch.Tensor],
+                         lora: dict[str, dict[str, torch.Tensor]]) -> None:
     for layer, pair in lora.items():
         if set(pair) != {"A", "B"}:
             raise CheckpointError(f"LoRA layer {layer!r} has only lora_{next(iter(pair))}; "
                                   "both lora_A and lora_B are needed")
-        target = f"{layer}.weight"
-        if target not in plain:
-            raise CheckpointError(f"LoRA layer {layer!r} has no base weight {target!r}")
-        w = plain[target]
-        a = pair["A"].float().reshape(pair["A"].shape[0], -1)
-        b = pair["B"].float().reshape(pair["B"].shape[0], -1)
-        delta = (b @ a).reshape(w.shape)  # 1x1x1 conv LoRA: squeeze, multiply, unsqueeze
-        plain[target] = (w.float() + alpha * delta).to(w.dtype)
-    return plain
+        if f"{layer}.weight" not in plain:
+            raise CheckpointError(f"LoRA layer {layer!r} has no base weight {layer}.weight")
+
+
+def _drain(d: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+    while d:
+        yield d.popitem()
 
 
 def _check_keys(model: PoseGenDiT, state: dict[str, torch.Tensor], folder: Path) -> None:
@@ -126,13 +209,10 @@ def load_dit(folder: str | Path, device: str | torch.device = "cpu",
     seconds = {} if seconds is None else seconds
     cfg = read_config(folder)
     t0 = time.perf_counter()
-    raw = read_shards(folder)
-    t1 = time.perf_counter()
-    state = merge_lora(raw)
-    del raw
+    state = read_merged(folder)
     t2 = time.perf_counter()
-    seconds["dit_read"] = seconds.get("dit_read", 0.0) + t1 - t0
-    seconds["dit_lora_merge"] = seconds.get("dit_lora_merge", 0.0) + t2 - t1
+    # Reading and merging interleave (shard by shard): one figure for both.
+    seconds["dit_read_merge"] = seconds.get("dit_read_merge", 0.0) + t2 - t0
     with torch.device("meta"):
         model = PoseGenDiT(cfg)
     emb_pos = state.get("img_emb.emb_pos")

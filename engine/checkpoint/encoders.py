@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.checkpoint.layout import CheckpointError
+from engine.checkpoint.mapped import load_mapped
 from engine.compat import import_diffsynth_module
 from engine.vae_tiling import RELEASE_STRIDE, RELEASE_TILE, tiled_decode, tiled_encode
 
@@ -43,7 +44,7 @@ def load_state_dict_file(path: str | os.PathLike[str],
         raise CheckpointError(f"{path}: file not found; expected {what}. Check --ckpt / "
                               "POSEGEN_CKPT_PATH or run `posegen ckpt make-tiny DIR`.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_mapped(path)
     except Exception as exc:  # any failure here means the file itself is unusable
         raise CheckpointError(
             f"{path}: cannot be read as {what} ({type(exc).__name__}: {exc}); the file is "
