@@ -253,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             row(f"ours decode max_batch={label}",
                 lambda b=b: vt.tiled_decode(vae, lat_dev, device, max_batch=b), ref_video,
                 True)
-        if device.type == "cuda":  # what max_batch=None picks with this VAE held
-            result["setup"]["auto_max_batch"] = vt.auto_max_batch(
-                vae, tile[0] * tile[1] * 64, dtype, device)
+        result["setup"]["default_max_batch"] = vt.default_max_batch(device)
 
         variant_batch = args.variant_batch.strip()
         if variant_batch and device.type == "cuda":

@@ -39,19 +39,13 @@ Tile = tuple[int, int, int, int]  # (h0, h1, w0, w1), h1/w1 clipped to the size
 RELEASE_TILE = (30, 52)  # latent units; x8 in pixels
 RELEASE_STRIDE = (15, 26)
 
-# Tiles per VAE call on CUDA when memory allows. The release's 1280x720 grid has 30
-# tiles in 4 shapes (18 + 9 + 2 + 1); batches of 8 take 7 calls instead of 30, cutting
-# the per-call Python and kernel-launch overhead of the VAE's frame-by-frame causal
-# loops and filling the GPU at the small low-resolution stages. The tiles' overlap (2.9x
-# the frame's pixels at 1280x720) is part of the release's numbers and stays. Bigger
-# batches mostly grow activation memory; bench/vae_tiling.py measures 1, 4, 8 and all.
+# Tiles per VAE call on CUDA. The release's 1280x720 grid has 30 tiles in 4 shapes
+# (18 + 9 + 2 + 1); batches of 8 take 7 calls instead of 30, cutting the per-call Python
+# and launch overhead of the VAE's frame-by-frame causal loops. The tiles' overlap (2.9x
+# the frame's pixels at 1280x720) is part of the release's numbers and stays. Measured
+# on an H200 (docs/benchmarks.md): 8 tiles per call peak at 6.9 GiB (encode) and 8.9 GiB
+# (decode), 23 % faster per chunk than one tile at a time; bigger batches gain ~1 %.
 DEFAULT_CUDA_MAX_BATCH = 8
-# Peak activation bytes of one tile, per pixel of the tile's video, per unit of VAE
-# width and per byte of dtype. Live tensors measured on the CPU (width 96, bf16): decode
-# 51-52, encode 37-38, +0.14 per latent frame (the growing output). 64 (1.2 GB for a
-# 240x416 bf16 tile) leaves room for cuDNN workspaces; the bench's peak column checks it.
-_ACTIVATION_BYTES_PER_PIXEL_WIDTH_BYTE = 64
-_FREE_MEMORY_FRACTION = 0.5  # leave room for the allocator's slack and cuDNN workspaces
 
 
 def tile_grid(size: tuple[int, int], tile: tuple[int, int],
@@ -101,23 +95,16 @@ def batch_plan(tiles: list[Tile], max_batch: int) -> list[list[int]]:
     return plan
 
 
-def auto_max_batch(vae: Any, tile_pixels: int, dtype: torch.dtype,
-                   device: torch.device) -> int:
-    """Default tiles per call: 1 off CUDA, else up to 8 as half the free memory allows.
+def default_max_batch(device: torch.device) -> int:
+    """Tiles per VAE call: 1 off CUDA, else ``DEFAULT_CUDA_MAX_BATCH``.
 
-    Off CUDA one tile per call keeps diffsynth's numbers bit for bit: CPU float32
-    convolutions of a batch round differently (measured ~5e-7 on latents); CPU runs are
-    the tests' and tiny checkpoints', where exactness matters more than speed.
+    A fixed number, not one sized to the free memory: the kernels a batch picks decide
+    the last bits of the result, so the same chunk must batch the same way every time
+    for two runs to give the same frames. On the CPU a batch is no faster (the
+    convolutions already use every core) and one tile per call equals diffsynth bit for
+    bit. Out of memory, a batched call is retried one tile at a time (``_run_tiled``).
     """
-    if device.type != "cuda":
-        return 1
-    free, _ = torch.cuda.mem_get_info(device)
-    # Memory this process's allocator holds but does not use is free for the VAE too.
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    width = int(getattr(vae.model, "dim", 96))
-    elem = torch.empty((), dtype=dtype).element_size()
-    per_tile = _ACTIVATION_BYTES_PER_PIXEL_WIDTH_BYTE * width * elem * tile_pixels
-    return max(1, min(DEFAULT_CUDA_MAX_BATCH, int(free * _FREE_MEMORY_FRACTION) // per_tile))
+    return 1 if device.type != "cuda" else DEFAULT_CUDA_MAX_BATCH
 
 
 def _check_5d(x: Tensor, channels: int, what: str) -> None:
@@ -129,6 +116,20 @@ def _run_tiled(vae: Any, x: Tensor, device: torch.device, tiles: list[Tile],
                run: Callable[[Tensor], Tensor], out_shape: tuple[int, ...],
                to_out: Callable[[int], int], border: tuple[int, int],
                max_batch: int) -> Tensor:
+    """``_blend_tiles``, retried one tile at a time if a batch does not fit the GPU."""
+    try:
+        return _blend_tiles(vae, x, device, tiles, run, out_shape, to_out, border, max_batch)
+    except torch.cuda.OutOfMemoryError:
+        if max_batch == 1:
+            raise
+    torch.cuda.empty_cache()
+    return _blend_tiles(vae, x, device, tiles, run, out_shape, to_out, border, 1)
+
+
+def _blend_tiles(vae: Any, x: Tensor, device: torch.device, tiles: list[Tile],
+                 run: Callable[[Tensor], Tensor], out_shape: tuple[int, ...],
+                 to_out: Callable[[int], int], border: tuple[int, int],
+                 max_batch: int) -> Tensor:
     """Run ``tiles`` of ``x`` through ``run`` in batches and blend them in task order."""
     height, width = x.shape[-2:]
     dtype = x.dtype
@@ -176,7 +177,7 @@ def tiled_encode(vae: Any, video: Tensor, device: str | torch.device,
 
     Equals ``vae.encode([video[0]], device, tiled=True, tile_size=tile,
     tile_stride=stride)`` (tile and stride in latent units). ``max_batch=None``:
-    ``auto_max_batch``. ``video`` must have the VAE's dtype, as for diffsynth.
+    ``default_max_batch``. ``video`` must have the VAE's dtype, as for diffsynth.
     """
     _check_5d(video, 3, "a video")
     up = vae.upsampling_factor
@@ -189,7 +190,7 @@ def tiled_encode(vae: Any, video: Tensor, device: str | torch.device,
     stride_h, stride_w = stride[0] * up, stride[1] * up
     tiles = tile_grid((height, width), (size_h, size_w), (stride_h, stride_w))
     if max_batch is None:
-        max_batch = auto_max_batch(vae, size_h * size_w, video.dtype, device)
+        max_batch = default_max_batch(device)
     out_shape = (1, vae.z_dim, (frames + 3) // 4, height // up, width // up)
     return _run_tiled(
         vae, video.to(device), device, tiles,
@@ -207,7 +208,7 @@ def tiled_decode(vae: Any, latents: Tensor, device: str | torch.device,
     """Latents (1, 16, T, h, w) -> video (1, 3, 4T - 3, 8h, 8w) in [-1, 1] on ``device``.
 
     Equals ``vae.decode([latents[0]], device, tiled=True, tile_size=tile,
-    tile_stride=stride)``. ``max_batch=None``: ``auto_max_batch``.
+    tile_stride=stride)``. ``max_batch=None``: ``default_max_batch``.
     """
     _check_5d(latents, vae.z_dim, "latents")
     up = vae.upsampling_factor
@@ -215,7 +216,7 @@ def tiled_decode(vae: Any, latents: Tensor, device: str | torch.device,
     device = torch.device(device)
     tiles = tile_grid((height, width), tile, stride)
     if max_batch is None:
-        max_batch = auto_max_batch(vae, tile[0] * tile[1] * up * up, latents.dtype, device)
+        max_batch = default_max_batch(device)
     out_shape = (1, 3, frames * 4 - 3, height * up, width * up)
     video = _run_tiled(
         vae, latents.to(device), device, tiles,

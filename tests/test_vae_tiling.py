@@ -257,7 +257,27 @@ def test_bad_inputs(vae) -> None:
         vt.tiled_decode(vae, torch.zeros(1, 4, 2, 8, 8), "cpu")
     with pytest.raises(ValueError, match="max_batch"):
         vt.tiled_decode(vae, torch.zeros(1, 16, 2, 8, 8), "cpu", max_batch=0)
-    assert vt.auto_max_batch(vae, 240 * 416, torch.bfloat16, torch.device("cpu")) == 1
+    assert vt.default_max_batch(torch.device("cpu")) == 1
+    assert vt.default_max_batch(torch.device("cuda")) == vt.DEFAULT_CUDA_MAX_BATCH
+
+
+def test_out_of_memory_retries_one_tile_at_a_time(vae, monkeypatch) -> None:
+    """A batch that does not fit the GPU is run again tile by tile, with the same result."""
+    video = _video(vae, 368, 64)
+    expected = vt.tiled_encode(vae, video, "cpu", max_batch=1)
+    calls = []
+    real = vae.model.encode
+
+    def encode(x, scale):
+        calls.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(x, scale)
+
+    monkeypatch.setattr(vae.model, "encode", encode)
+    got = vt.tiled_encode(vae, video, "cpu", max_batch=4)
+    assert calls[0] > 1 and set(calls[1:]) == {1}
+    assert torch.equal(got, expected)
 
 
 # ----------------------------------------------------------------------------- bench
