@@ -25,6 +25,7 @@ from sessions_helpers import (
 )
 
 from engine.media import load_frames, video_info
+from sessions.control import request_stop
 from sessions.paths import db_path
 from sessions.store import Store
 
@@ -228,7 +229,9 @@ def test_pause_frees_workers_and_resume_continues(home: Path, tiny_ckpt: Path,
     end = time.monotonic() + 60
     while steps_done(store, sid) < 3 and time.monotonic() < end:
         time.sleep(0.01)
-    ok(posegen(home, "pause", str(sid)))
+    # The request `posegen pause` makes, made here: the CLI's start (it imports torch,
+    # seconds on a busy machine) could outlast the rest of this tiny session.
+    request_stop(store, sid, "pause")
     waited = posegen(home, "wait", str(sid), "--timeout", "60")
     assert "paused" in waited.stdout, waited.stdout + waited.stderr
     snap = status(home, sid)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -27,35 +30,28 @@ class ProjectsTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.data: ProjectsData | None = None
+        self._shown: list[tuple[str, tuple[Text | str, ...]]] = []
 
     def on_mount(self) -> None:
         for name in COLUMNS:
             self.add_column(name, key=name)
 
     def show(self, data: ProjectsData, now: float) -> None:
-        keep = self.current_key()
         self.data = data
-        self.clear()
-        for p in data.projects:
-            sessions = p["sessions"]
-            title = Text(p["name"], "bold")
-            title.append(f" ({p.get('framing') or 'half-body'})", "dim")
-            if p.get("archived"):
-                title.append(" [archived]", "dim")
-            self.add_row(Text(f"P{p['id']}", "bold"), title, "",
-                         f"{len(sessions)} session{'s' if len(sessions) != 1 else ''}",
-                         fmt.age(p["created_at"], now), key=row_key("project", p["id"]))
-            for s in sessions:
-                label = Text(f"  session {s['id']}")
-                if s.get("name"):
-                    label.append(f" {s['name']}", "italic")
-                label.append(f"  {s.get('device') or 'cpu'}", "dim")
-                if s.get("archived"):
-                    label.append(" [archived]", "dim")
-                state = s["view_state"]
-                self.add_row(Text(f"  #{s['id']}"), label, Text(state, state_style(state)),
-                             f"{s['chunks_done']}/{s['chunks_total'] or '?'}",
-                             fmt.age(s["created_at"], now), key=row_key("session", s["id"]))
+        rows = list(_rows(data, now))
+        if rows == self._shown:
+            return  # a poll with nothing new: nothing to redraw
+        keep = self.current_key()
+        self._shown = rows
+        # Columns as wide as their widest cell, set here rather than measured by DataTable
+        # when idle: a frame drawn before that measurement (a busy machine) shows every
+        # column cut to its label's width.
+        self.clear(columns=True)
+        for n, name in enumerate(COLUMNS):
+            width = max([cell_len(name)] + [_width(cells[n]) for _, cells in rows])
+            self.add_column(name, key=name, width=width)
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
         if keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
@@ -76,3 +72,34 @@ class ProjectsTable(DataTable):
             self.move_cursor(row=self.get_row_index(key), animate=False)
             return True
         return False
+
+
+def _width(cell: Text | str) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+
+
+def _rows(data: ProjectsData, now: float) -> Iterator[tuple[str, tuple[Text | str, ...]]]:
+    """(row key, cells) of every project and, under it, its sessions."""
+    for p in data.projects:
+        sessions = p["sessions"]
+        title = Text(p["name"], "bold")
+        title.append(f" ({p.get('framing') or 'half-body'})", "dim")
+        if p.get("archived"):
+            title.append(" [archived]", "dim")
+        yield row_key("project", p["id"]), (
+            Text(f"P{p['id']}", "bold"), title, "",
+            f"{len(sessions)} session{'s' if len(sessions) != 1 else ''}",
+            fmt.age(p["created_at"], now))
+        for s in sessions:
+            label = Text(f"  session {s['id']}")
+            if s.get("name"):
+                label.append(f" {s['name']}", "italic")
+            label.append(f"  {s.get('device') or 'cpu'}", "dim")
+            if s.get("archived"):
+                label.append(" [archived]", "dim")
+            state = s["view_state"]
+            yield row_key("session", s["id"]), (
+                Text(f"  #{s['id']}"), label, Text(state, state_style(state)),
+                f"{s['chunks_done']}/{s['chunks_total'] or '?'}",
+                fmt.age(s["created_at"], now))
+
