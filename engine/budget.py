@@ -188,3 +188,11 @@ def auto_budget(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_byt
         return None, peak
     size = torch.empty((), dtype=dtype).element_size()
     return (loose + sum(layers[:n])) // size, peak
+
+
+def fits_whole(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_bytes: int,
+               n_tokens: int) -> bool:
+    """Whether ``model`` fits entirely resident in ``free_bytes`` (``-p auto``'s rule)."""
+    budget, _ = auto_budget(model, dtype, free_bytes, total_bytes, n_tokens)
+    return budget is None
+

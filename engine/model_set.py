@@ -6,9 +6,9 @@ import gc
 
 import torch
 
-from engine.budget import AUTO, Budget, Placement, apply_budget, auto_budget
+from engine.budget import AUTO, Budget, Placement, apply_budget, auto_budget, fits_whole
 from engine.checkpoint import encoders
-from engine.checkpoint.dit_loader import load_dit
+from engine.checkpoint.dit_loader import load_dit, read_config
 from engine.checkpoint.layout import CheckpointLayout
 from engine.models.dit import PoseGenDiT
 from engine.progress import PhaseClock
@@ -26,8 +26,8 @@ class ModelSet:
         self.predicted_peak: int | None = None
         self.vae_tiling = vae_tiling  # "release" (tiles as the release) or "none"
         self._vae = None
-        self._dit: PoseGenDiT | None = None
-        self._dit_kind = ""
+        # The DiTs held, by kind: (model, placement, resolved budget, predicted peak).
+        self._dits: dict[str, tuple[PoseGenDiT, Placement | None, int | None, int | None]] = {}
         self.placement: Placement | None = None
         self.dit_switches = 0
         # Seconds of each loading step in this process (T5, CLIP, VAE, DiT read / LoRA
@@ -99,40 +99,63 @@ class ModelSet:
 
     @property
     def loaded_dit(self) -> str | None:
-        return self._dit_kind if self._dit is not None else None
+        """The DiT kind that a chunk of the other kind would have to load over.
+
+        None when no DiT is loaded, and when both are held: then no kind costs a load.
+        """
+        if len(self._dits) != 1:
+            return None
+        return next(iter(self._dits))
 
     def dit(self, kind: str) -> PoseGenDiT:
-        """The base or cond DiT, loading it (and dropping the other) on a switch."""
-        if self._dit is None or self._dit_kind != kind:
-            if self._dit is not None:
-                self.dit_switches += 1
-            self._dit = None
-            self._free()
-            model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype,
-                             seconds=self.load_seconds)
-            if self.device.type == "cpu":
-                self.placement = None
-            else:
-                budget = self.budget
-                if budget == AUTO:
-                    budget = self._auto_budget(model)
-                self.resolved_budget = budget
-                with self._timed().phase("dit_placement"):
-                    self.placement = apply_budget(model, budget, self.device, self.dtype)
-            self._dit, self._dit_kind = model, kind
-        return self._dit
+        """The base or cond DiT; loading it keeps the other one only where both fit.
 
-    def _auto_budget(self, model: PoseGenDiT) -> int | None:
+        Under ``-p auto`` or ``-p none`` on a GPU, the other DiT stays when this one fits
+        entirely beside it (the same prediction as ``-p auto``: weights, a forward's
+        activations and the margin): switching between them is then free. Otherwise,
+        and under an explicit ``-p`` (a budget per DiT), the other is dropped first.
+        """
+        held = self._dits.get(kind)
+        if held is None:
+            if self._dits and not self._fits_beside(kind):
+                self.dit_switches += 1
+                self._dits.clear()
+                self._free()
+            held = self._load_dit(kind)
+            self._dits[kind] = held
+        self.placement, self.resolved_budget, self.predicted_peak = held[1:]
+        return held[0]
+
+    def _load_dit(self, kind: str) -> tuple[PoseGenDiT, Placement | None, int | None,
+                                             int | None]:
+        model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype,
+                         seconds=self.load_seconds)
+        if self.device.type == "cpu":
+            return model, None, None, None
+        budget, peak = self.budget, None
+        if budget == AUTO:
+            budget, peak = auto_budget(model, self.dtype, *self._free_memory(), self.n_tokens)
+        with self._timed().phase("dit_placement"):
+            placement = apply_budget(model, budget, self.device, self.dtype)
+        return model, placement, budget, peak
+
+    def _fits_beside(self, kind: str) -> bool:
+        if self.device.type != "cuda" or self.budget not in (None, AUTO):
+            return False
+        with torch.device("meta"):
+            shape_only = PoseGenDiT(read_config(self.layout.dit_dir(kind)))
+        return fits_whole(shape_only, self.dtype, *self._free_memory(), self.n_tokens)
+
+    def _free_memory(self) -> tuple[int, int]:
+        """(free, total) bytes of the device for a new DiT."""
         free, total = torch.cuda.mem_get_info(self.device)
         # Memory this process's allocator holds but does not use is free for the DiT too.
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        budget, self.predicted_peak = auto_budget(model, self.dtype, free, total, self.n_tokens)
-        return budget
+        return free, total
 
     def release(self) -> None:
         self._vae = None
-        self._dit = None
-        self._dit_kind = ""
+        self._dits.clear()
         self._free()
 
     def _free(self) -> None:
