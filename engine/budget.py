@@ -7,19 +7,13 @@ on the GPU, the rest live in CPU memory and are copied in at each forward.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-
-
-AUTO = "auto"
-Budget = int | str | None  # a parameter count, AUTO, or None (no limit)
+from engine.errors import BudgetError  # noqa: F401  (re-exported)
+from engine.settings import AUTO, Budget, parse_budget  # noqa: F401  (re-exported)
 
 # Activation memory of the DiT forward, in bytes per (token x model width), the
 # largest over bare, anchor and KV-sharing base steps. Measured on an H100 at
@@ -31,44 +25,6 @@ ACTIVATION_BYTES_PER_TOKEN_DIM = 30.5
 # the VAE and the chunk's conditions.
 MARGIN_BYTES = 4 << 30
 MARGIN_FRACTION = 0.05
-
-
-class BudgetError(ValueError):
-    pass
-
-
-def parse_budget(text: str | int | None) -> Budget:
-    """Parse `-p`: `none` (everything resident), `auto`, `4e9`, `4G`, `4*10**9`, `4000000000`.
-
-    Returns a parameter count, AUTO, or None for no limit.
-    """
-    if text is None or isinstance(text, int):
-        return text
-    s = text.strip().lower().replace("_", "").replace(",", "")
-    if s in ("none", "all", "inf"):
-        return None
-    if s == AUTO:
-        return AUTO
-    m = re.fullmatch(_NUMBER + r"\s*\*\s*10\s*\*\*\s*(\d+)", s)
-    if m:
-        # float() parses any exponent (huge ones give inf); 10 ** int(...) could overflow
-        # the float conversion or take forever on a long exponent.
-        return _whole(float(f"{m.group(1)}e{m.group(2)}"), text)
-    m = re.fullmatch(_NUMBER + r"(?:e(\d+))?\s*([kmgbt]?)", s)
-    if m:
-        value = float(f"{m.group(1)}e{m.group(2) or 0}") * _SUFFIX[m.group(3)]
-        return _whole(value, text)
-    raise BudgetError(f"-p {text!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9, "
-                      "4000000000, auto (fit the free GPU memory) or none (all parameters "
-                      "on the GPU)")
-
-
-def _whole(value: float, text: str) -> int:
-    if value < 0:
-        raise BudgetError(f"-p {text!r}: the budget cannot be negative")
-    if not math.isfinite(value):
-        raise BudgetError(f"-p {text!r}: too large; write none for no limit")
-    return int(round(value))
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.budget import BudgetError
 from engine.checkpoint.layout import CheckpointError
 from engine.chunk_plan import ChunkPlanError
+from engine.errors import BudgetError, CacheMismatchError, JobError, MediaError
 from engine.inputs.errors import InputError
-from engine.job import Job, JobError
-from engine.kv_cache import CacheMismatchError
-from engine.media import MediaError
 from engine.prompt import PromptError
 
 # Errors a user can fix: printed as one line, no traceback.
@@ -44,7 +41,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dir", type=Path)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_make_tiny)
-    from engine.checkpoint.full import add_make_full_parser
+    from engine.checkpoint.full_cli import add_make_full_parser
 
     add_make_full_parser(csub)  # `posegen ckpt make-full`: full-size random weights
 
@@ -62,6 +59,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from engine.cli_options import budget_from_args, inputs_from_args, settings_from_args
     from engine.cli_progress import ProgressPrinter
+    from engine.job import Job
 
     job = Job(args.out, inputs_from_args(args), settings_from_args(args), ckpt=args.ckpt,
               device=args.device, budget=budget_from_args(args), progress=ProgressPrinter())

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.budget import Budget, parse_budget
-from engine.job import VAE_TILINGS, JobInputs, JobSettings
 from engine.prompt import read_prompt_file
+from engine.settings import VAE_TILINGS, Budget, JobInputs, JobSettings, parse_budget
 
 DEFAULTS = JobSettings()
 

@@ -20,8 +20,10 @@ import importlib.util
 import sys
 import threading
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _MISSING_OP_ERROR = "operator torchvision::nms does not exist"
 _OP_SCHEMAS = {
@@ -62,6 +64,8 @@ def ensure_torchvision_importable() -> None:
         # Drop the half-imported package so the retry runs its __init__ from the start.
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
+        import torch  # here, not at the top: `posegen status` must not pay for torch
+
         lib = torch.library.Library("torchvision", "DEF")
         for schema in _OP_SCHEMAS.values():
             lib.define(schema)

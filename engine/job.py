@@ -32,10 +32,11 @@ from safetensors.torch import load_file, save_file
 from engine.atomic import atomic_path, atomic_write_json
 from engine.budget import Budget
 from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
-from engine.chunk_plan import ChunkPlan, ChunkSpec, make_plan
+from engine.chunk_plan import ChunkPlan, make_plan
 from engine.conditions import condition_clip, frame_mask
+from engine.errors import JobError  # noqa: F401  (re-exported)
 from engine.kv_cache import AnchorCache, describe_changes
-from engine.kv_share import AnchorRecorder, BaseSharer, ShareSettings
+from engine.kv_share import AnchorRecorder, BaseSharer
 from engine.media import (
     MediaError,
     center_crop_resize,
@@ -51,83 +52,19 @@ from engine.model_set import ModelSet
 from engine.progress import EtaClock, PhaseClock, ProgressCallback, ProgressEvent
 from engine.prompt import NEGATIVE_PROMPT, clean_prompt, find_keyword
 from engine.sampler import ChunkInputs, sample
+from engine.settings import (  # noqa: F401  (re-exported)
+    VAE_TILINGS,
+    JobInputs,
+    JobSettings,
+)
 
 RUN_FILE = "run.json"
 CONDITIONS_FILE = "conditions.safetensors"
 CHUNK_CONDITIONS_FILE = "conditions.safetensors"  # per chunk: its pose and hand latents
-VAE_TILINGS = ("release", "none")
 # Part of every run's fingerprint: outputs made under other arithmetic rules (before the
 # release's rounding, Otsu, merge and tiling rules of ENGINE-SPEC section 10) are never
 # mixed into a run made under these.
 NUMERICS = "release-2026-12"
-
-
-class JobError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class JobInputs:
-    image: Path
-    pose: Path
-    hand: Path
-    prompt: str
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    height: int = 1280
-    width: int = 720
-    frames: int = 81
-    head: int = 21
-    tail: int = 20
-    steps: int = 25
-    cfg_scale: float = 5.0
-    shift: float = 5.0
-    seed: int = 42
-    share_steps: tuple[int, int] = (0, 2)
-    share_blocks: tuple[int, int] = (34, 40)
-    max_block_idx: int = 10
-    use_mask: bool = True
-    anchor: int = 0
-    num_chunks: int | None = None
-    pad: bool = True
-    dtype: str = "auto"        # auto: bfloat16 on GPU, float32 on CPU
-    # "release": condition clips and decodes tiled as the release does (ENGINE-SPEC 10);
-    # "none": one pass over the whole frame, faster but not the release's numbers.
-    vae_tiling: str = "release"
-
-    @property
-    def spec(self) -> ChunkSpec:
-        return ChunkSpec(self.frames, self.head, self.tail)
-
-    @property
-    def share(self) -> ShareSettings:
-        return ShareSettings(tuple(self.share_steps), tuple(self.share_blocks),
-                             self.max_block_idx, self.use_mask)
-
-    def validate(self) -> None:
-        self.spec.validate()
-        for name, v in (("--height", self.height), ("--width", self.width)):
-            if v < 16 or v % 16:
-                raise JobError(f"{name} {v}: must be a positive multiple of 16 "
-                               "(VAE 8x times DiT patch 2)")
-        if self.steps < 1:
-            raise JobError(f"--steps {self.steps}: need at least one sampling step")
-        if self.vae_tiling not in VAE_TILINGS:
-            raise JobError(f"--vae-tiling {self.vae_tiling}: choose one of "
-                           f"{', '.join(VAE_TILINGS)}")
-
-    def torch_dtype(self, device: str) -> torch.dtype:
-        name = self.dtype
-        if name == "auto":
-            name = "float32" if torch.device(device).type == "cpu" else "bfloat16"
-        try:
-            return {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                    "float16": torch.float16}[name]
-        except KeyError:
-            raise JobError(f"--dtype {self.dtype}: use auto, float32, bfloat16 or float16"
-                           ) from None
 
 
 def file_digest(path: Path) -> str:

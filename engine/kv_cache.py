@@ -25,15 +25,12 @@ from safetensors.torch import load_file
 
 from engine.atomic import atomic_write_json
 from engine.cache_io import AsyncTensorWriter, BlockPrefetcher
+from engine.errors import CacheMismatchError  # noqa: F401  (re-exported)
 from engine.tensor_file import read_tensor, write_tensor_file
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # 1: K and V per block; 2: the self-attention input per block
 INPUT = "x"
-
-
-class CacheMismatchError(RuntimeError):
-    """The cache on disk was made with other settings than this run's."""
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:

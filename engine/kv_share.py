@@ -12,40 +12,16 @@ averaged keyword maps. The negative pass reuses the positive pass's masks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from engine.cache_io import BlockPrefetcher
 from engine.kv_cache import AnchorCache
 from engine.models.attention import keyword_map, otsu_foreground, shared_attention, split_rows
+from engine.settings import ShareSettings  # noqa: F401  (re-exported)
 
 POSITIVE, NEGATIVE = "pos", "neg"
 KVProjection = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class ShareSettings:
-    steps: tuple[int, int] = (0, 2)
-    blocks: tuple[int, int] = (34, 40)
-    max_block_idx: int = 10
-    use_mask: bool = True
-
-    def share_step(self, step: int) -> bool:
-        return self.steps[0] <= step < self.steps[1]
-
-    def share_block(self, block: int) -> bool:
-        return self.blocks[0] <= block < self.blocks[1]
-
-    def validate(self, num_steps: int, num_layers: int) -> None:
-        s0, s1 = self.steps
-        b0, b1 = self.blocks
-        if not 0 <= s0 < s1 <= num_steps:
-            raise ValueError(f"-s {s0} {s1}: share steps must satisfy 0 <= start < end <= "
-                             f"{num_steps} (the number of sampling steps)")
-        if not 0 <= b0 < b1 <= num_layers:
-            raise ValueError(f"-b {b0} {b1}: share blocks must satisfy 0 <= start < end <= "
-                             f"{num_layers} (the DiT's number of blocks)")
 
 
 class _StepHook:

@@ -16,15 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.atomic import atomic_write_with
+from engine.errors import MediaError  # noqa: F401  (re-exported)
 
 PathLike = str | os.PathLike[str]
 
 # Frames resized at once: bounds the float32 intermediates (about 300 MB for 1080p sources).
 _RESIZE_BATCH = 8
-
-
-class MediaError(ValueError):
-    """A media file that cannot be read or written; the message names the file and the fix."""
 
 
 def read_video(path: PathLike) -> tuple[np.ndarray, float]:

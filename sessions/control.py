@@ -14,9 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_write_json
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
 from sessions.store import WORKER_TIMEOUT_S, Store, StoreError, pid_alive
@@ -41,10 +44,52 @@ def log_path(session_id: int, n: int, home: Path | None = None) -> Path:
     return log_dir(home) / f"session-{session_id:04d}-worker-{n}.log"
 
 
+@contextmanager
+def _start_lock(session_id: int, home: Path | None = None) -> Iterator[None]:
+    """Held from the running-check to the recorded spawn: two `posegen start` (or start
+    and resume) at once run one after the other, and the second finds the first's
+    workers, registered or not yet."""
+    with open(log_dir(home) / f"session-{session_id:04d}-start.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _spawned_path(session_id: int, home: Path | None = None) -> Path:
+    return log_dir(home) / f"session-{session_id:04d}-spawned.json"
+
+
+def _spawned_alive(session_id: int, home: Path | None = None) -> list[int]:
+    """Workers this host started for the session that still run (registered or not)."""
+    try:
+        pids = json.loads(_spawned_path(session_id, home).read_text())
+    except (OSError, ValueError):
+        return []
+    return [p for p in pids if isinstance(p, int) and pid_alive(p) and _is_worker(p, session_id)]
+
+
+def _is_worker(pid: int, session_id: int) -> bool:
+    """Whether ``pid`` runs this session's worker (not a reused pid); True where unknown."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self/cmdline").exists()
+    return b"sessions.worker" in argv and str(session_id).encode() in argv
+
+
 def start_workers(store: Store, session_id: int, devices: list[str],
                   home: Path | None = None, reap: bool = False) -> list[int]:
     """Start one detached worker per device; refuses a session that already runs."""
-    _check_startable(store, session_id, home)
+    with _start_lock(session_id, home):
+        _check_startable(store, session_id, home)
+        return _spawn_workers(store, session_id, devices, home, reap)
+
+
+def _spawn_workers(store: Store, session_id: int, devices: list[str],
+                   home: Path | None = None, reap: bool = False) -> list[int]:
+    """Under the start lock: one detached worker per device, their pids recorded."""
     store.request(session_id, "run")
     store.set_session_state(session_id, "running")
     root = home or default_home()
@@ -55,6 +100,7 @@ def start_workers(store: Store, session_id: int, devices: list[str],
         cmd = [sys.executable, "-m", "sessions.worker", "--session", str(session_id),
                "--device", device, "--threads", str(threads)]
         pids.append(_detached(cmd, log_path(session_id, n, root), env, reap))
+    atomic_write_json(_spawned_path(session_id, home), pids)
     if (executor_of(store, session_id) or {}).get("kind", "local") != "local":
         store.add_event(session_id, "executor", json.dumps({"kind": "local"}))
     store.add_event(session_id, "start", f"started {len(devices)} worker(s) on "
@@ -190,9 +236,10 @@ def _refuse_if_running(store: Store, session_id: int, home: Path | None = None) 
     if driver is not None:
         raise StoreError(f"session {session_id} is already running (Ray driver pid {driver}); "
                          f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
-    live = store.workers(session_id, live_only=True)
+    live = [w["pid"] for w in store.workers(session_id, live_only=True)]
+    live += [p for p in _spawned_alive(session_id, home) if p not in live]
     if live:
-        pids = ", ".join(str(w["pid"]) for w in live)
+        pids = ", ".join(map(str, live))
         raise StoreError(f"session {session_id} is already running (worker pid {pids}); "
                          f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
 
@@ -205,6 +252,12 @@ def resume(store: Store, session_id: int, devices: list[str], home: Path | None 
     ``executor`` None: the one the session last ran with (a Ray session restarts its
     Ray driver, with ``ray`` overriding its stored options); "local": ``devices``.
     """
+    with _start_lock(session_id, home):
+        return _resume_locked(store, session_id, devices, home, reap, executor, ray)
+
+
+def _resume_locked(store: Store, session_id: int, devices: list[str], home: Path | None,
+                   reap: bool, executor: str | None, ray: dict[str, Any] | None) -> list[int]:
     _refuse_if_running(store, session_id, home)
     # Workers on this host whose process is gone are found at once (pid check).
     store.reclaim_dead_workers(session_id, timeout_s=WORKER_TIMEOUT_S)
@@ -217,7 +270,7 @@ def resume(store: Store, session_id: int, devices: list[str], home: Path | None 
     if (executor or stored.get("kind", "local")) == "ray":
         options = ray_options(store.get_session(session_id), ray, stored)
         return [start_ray_driver(store, session_id, options, home, reap)]
-    return start_workers(store, session_id, devices, home, reap)
+    return _spawn_workers(store, session_id, devices, home, reap)
 
 
 def request_stop(store: Store, session_id: int, kind: str) -> str:

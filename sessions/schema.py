@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlite_utils import Database
+from ._sqlite_utils import Database
 
 
 class SchemaTooNew(RuntimeError):

@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from . import schema
+from ._sqlite_utils import Database
 from .scheduling import pick_chunk
 
 # "merging": the last worker is joining the chunks into the video.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REFERENCE_STEPS
-from sessions_helpers import init_project, make_session, ok, posegen, status
+from sessions_helpers import ROOT, init_project, make_session, ok, posegen, session_env, status
 
 from engine.media import load_frames
 from sessions.paths import db_path
@@ -52,12 +54,37 @@ def test_second_start_and_bad_retry_change_nothing(home: Path, tiny_ckpt: Path) 
     try:
         line = one_line_error(posegen(home, "start", str(sid)))
         assert "already running" in line and f"posegen pause {sid}" in line
+        end = time.monotonic() + 120  # the worker stores the chunk plan when it starts
+        while not status(home, sid)["chunks"] and time.monotonic() < end:
+            time.sleep(0.1)
         before = [(c["index"], c["status"], c["seed"]) for c in status(home, sid)["chunks"]]
+        assert before
         line = one_line_error(posegen(home, "retry", str(sid), "9"))
         assert "9" in line and "0" in line and "4" in line  # names the valid range
         after = [(c["index"], c["status"], c["seed"]) for c in status(home, sid)["chunks"]]
         assert [b[0] for b in before] == [a[0] for a in after]
         assert len(Store(db_path(home)).workers(sid, live_only=True)) == 1
+    finally:
+        ok(posegen(home, "stop", str(sid)))
+        posegen(home, "wait", str(sid), "--timeout", "60")
+
+
+def test_two_starts_at_once_start_one_set_of_workers(home: Path, tiny_ckpt: Path) -> None:
+    """`posegen start 1 & posegen start 1 & wait`: one starts the worker, the other is
+    refused, even before the first worker has registered itself."""
+    sid = make_session(home, tiny_ckpt, "demo", "--steps", "200")
+    cmd = [sys.executable, "-m", "sessions.cli", "start", str(sid)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=session_env(home), cwd=ROOT) for _ in range(2)]
+    try:
+        results = sorted((p.wait(timeout=120), p.stderr.read()) for p in procs)
+        assert [code for code, _ in results] == [0, 2], results
+        assert "already running" in results[1][1]
+        store = Store(db_path(home))
+        end = time.monotonic() + 120
+        while not store.workers(sid, live_only=True) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert len(store.workers(sid, live_only=True)) == 1
     finally:
         ok(posegen(home, "stop", str(sid)))
         posegen(home, "wait", str(sid), "--timeout", "60")

@@ -47,6 +47,7 @@ from engine.progress import format_seconds
 
 from .dit_loader import CONFIG_FILE, KEY_PREFIX, LORA_A, LORA_B, default_lora_targets
 from .encoders import CLIP_HEAD_DIM, LATENT_CHANNELS
+from .full_cli import DEFAULT_SHARD_MB, PRESET_NAMES, SIZE_FLAGS  # noqa: F401
 from .layout import (
     BASE_DIT_DIR,
     CLIP_FILE,
@@ -73,7 +74,6 @@ CLIP_TEXT_POSITIONS = 514
 # What torch.save adds around the tensor bytes, generously (zip entries, pickle).
 TENSOR_OVERHEAD = 1024
 FILE_OVERHEAD = 1 << 16
-DEFAULT_SHARD_MB = 1800.0
 
 README = """This is a FULL-SIZE posegen checkpoint with RANDOM weights, written by
 `posegen ckpt make-full`. It is NOT the PoseGen release: it has the release's file
@@ -153,11 +153,7 @@ PRESETS = {
                   t5_layers=2, t5_vocab=512, clip_width=1280, clip_layers=1, vae_dim=8,
                   clip_text_vocab=512, clip_text_dim=64, clip_text_layers=1),
 }
-# CLI flag -> Sizes field, for the per-size overrides.
-SIZE_FLAGS = {"--dit-dim": "dit_dim", "--dit-layers": "dit_layers", "--dit-heads": "dit_heads",
-              "--dit-ffn": "dit_ffn", "--t5-dim": "t5_dim", "--t5-layers": "t5_layers",
-              "--t5-vocab": "t5_vocab", "--clip-width": "clip_width",
-              "--clip-layers": "clip_layers", "--vae-dim": "vae_dim"}
+assert tuple(PRESETS) == PRESET_NAMES
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -767,36 +763,6 @@ def make_full(plan: Plan, *, dry_run: bool = False, out: TextIO | None = None,
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def add_make_full_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "make-full", help="write a FULL-SIZE random-weight checkpoint (loader/GPU tests)",
-        description="Write every file of the release's checkpoint layout at the real sizes "
-                    "(about 46 GB, bf16) with RANDOM weights. Resumable: run it again after "
-                    "an interruption.")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lora-rank", type=int, default=64, help="rank of the DiT LoRA pairs")
-    p.add_argument("--distinct-cond", action="store_true",
-                   help="give 720p-81f-cond/ its own random weights (default: hard links to "
-                        "the base shards, which would hold the same bytes)")
-    p.add_argument("--clip-textual", action="store_true",
-                   help="also write the CLIP file's XLM-RoBERTa text tower (textual.*, "
-                        "~1.1 GB at full size), which the engine never reads")
-    p.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB,
-                   help="largest DiT shard in MB (whole blocks per shard; default %(default)s)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the files, parameter counts and bytes; write nothing")
-    p.add_argument("--scale", choices=sorted(PRESETS), default="full",
-                   help="size preset; the --dit-* etc. flags override single sizes")
-    g = p.add_argument_group(
-        "size overrides", "Default: the --scale preset's. Heads follow the real head sizes "
-        "(umT5 64, CLIP 80); a --clip-width other than 1280 only exercises the CLIP loader, "
-        "since the DiT reads 1280-wide CLIP tokens.")
-    for flag, name in SIZE_FLAGS.items():
-        g.add_argument(flag, dest=name, type=int, default=None, metavar="N")
-    p.set_defaults(func=cmd_make_full)
 
 
 def sizes_from_args(args: argparse.Namespace) -> Sizes:

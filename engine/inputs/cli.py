@@ -11,7 +11,7 @@ from engine.prompt import PromptError
 
 
 def add_input_commands(sub: argparse._SubParsersAction) -> None:
-    from engine.job import JobSettings
+    from engine.settings import JobSettings
 
     defaults = JobSettings()
 
