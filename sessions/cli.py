@@ -320,8 +320,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for c in snap["chunks"]:
         bar = f"{c['step']}/{c['steps']}"
         err = f"  {c['error']}" if c["error"] else ""
+        doing = (f"  {c['phase']} {format_seconds(c['phase_seconds'])}"
+                 if c.get("phase") else "")
         print(f"  chunk {c['index']:>3} {c['role']:<6} {c['start']:>6}-{c['end']:<6} "
-              f"{c['status']:<8} {bar}{err}")
+              f"{c['status']:<8} {bar}{doing}{err}")
     for w in snap["workers"]:
         where = f" on {w['host']}" if w.get("host") and w["host"] != socket.gethostname() else ""
         print(f"  worker {w['id']} pid {w['pid']} {w['device']}{where} "

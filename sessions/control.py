@@ -318,6 +318,17 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     live = max(1, len([w for w in workers if w["alive"]]))
     eta = (sum(rates) / len(rates)) * remaining_steps / live if rates else None
     video = Path(session["workspace"]) / "video.mp4"
+    phases = store.latest_phases(session_id)
+    now = time.time()
+
+    def phase(c: dict[str, Any]) -> tuple[str | None, float | None]:
+        """What a running chunk is doing and for how long (its newest phase event)."""
+        event = phases.get(c["idx"])
+        if c["status"] != "running" or event is None or event["t"] < (c["started_at"] or 0):
+            return None, None
+        # Events read "chunk 2 (base): sampling"; the phase is the part after the colon.
+        return event["message"].rpartition(": ")[2], max(now - event["t"], 0.0)
+
     return {
         "id": session_id, "name": session.get("name"), "project": project["name"],
         "state": effective_state(store, session_id), "desired": session["desired"],
@@ -327,7 +338,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
                     "step": c["step"] or 0, "steps": c["steps"], "start": c["start_frame"],
                     "end": c["end_frame"], "seed": c["seed"], "worker": c["worker_id"],
                     "seconds_per_step": c["seconds_per_step"], "eta": c["eta_seconds"],
-                    "error": c["error"]} for c in chunks],
+                    "error": c["error"], **dict(zip(("phase", "phase_seconds"), phase(c),
+                                                    strict=True))} for c in chunks],
         "workers": [{"id": w["id"], "pid": w["pid"], "alive": bool(w["alive"]),
                      "host": w["host"], "device": w["device"],
                      "heartbeat_age": (time.time() - w["heartbeat_at"])

@@ -768,6 +768,13 @@ class Store:
         return self._row("SELECT * FROM events WHERE session_id = ? AND kind = ? "
                          "ORDER BY id DESC LIMIT 1", [session_id, kind])
 
+    def latest_phases(self, session_id: int) -> dict[int, dict]:
+        """Each chunk's newest ``phase`` event (loading, encoding, sampling, ...), by index."""
+        rows = self._rows("SELECT chunk_idx, message, t FROM events WHERE id IN ("
+                          "SELECT MAX(id) FROM events WHERE session_id = ? AND kind = 'phase' "
+                          "GROUP BY chunk_idx)", [session_id])
+        return {r["chunk_idx"]: r for r in rows if r["chunk_idx"] is not None}
+
     def add_command(self, session_id: int, kind: str, args: dict[str, Any] | None = None) -> int:
         _one_of("command", kind, COMMAND_KINDS)
         with self._tx() as db:

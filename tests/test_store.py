@@ -477,3 +477,30 @@ def test_busy_writer_gives_a_clear_error(db: Path) -> None:
     waiter.add_event(sid, "start")  # fine once the lock is free
     holder.close()
     waiter.close()
+
+
+def test_status_names_what_a_running_chunk_is_doing(store: Store,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between steps (loading models, encoding, decoding) the chunk's newest phase event
+    says what happens; phases of an earlier attempt or of finished chunks do not show."""
+    from sessions.control import snapshot
+
+    clock = [1_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    sid = new_session(store)
+    store.init_chunks(sid, plan(3))
+    wid = worker(store, sid)
+    store.add_event(sid, "phase", "chunk 0 (anchor): loading", chunk_idx=0)  # a past attempt
+    clock[0] += 1
+    assert store.claim_chunk(sid, wid)["idx"] == 0
+    assert snapshot(store, sid)["chunks"][0]["phase"] is None  # only a stale phase so far
+    for name in ("loading", "encoding"):
+        clock[0] += 5
+        store.add_event(sid, "phase", f"chunk 0 (anchor): {name}", chunk_idx=0, worker_id=wid)
+    clock[0] += 7
+    chunk = snapshot(store, sid)["chunks"][0]
+    assert (chunk["phase"], chunk["phase_seconds"]) == ("encoding", 7.0)
+    assert snapshot(store, sid)["chunks"][1]["phase"] is None  # not running
+    store.finish_chunk(sid, 0, seconds=1.0, seconds_per_step=0.1, peak_vram_torch=None,
+                       peak_vram_nvml=None, budget="4e9", worker_id=wid)
+    assert snapshot(store, sid)["chunks"][0]["phase"] is None  # done: nothing happening
