@@ -264,12 +264,17 @@ class Job:
         models = self._models()
         clock = PhaseClock(lambda name: self._emit("phase", i, chunk.role, message=name),
                            sync=self._device_sync(models.device))
+        stop = should_stop or (lambda: False)
         with clock.phase("loading"):
             cond = self.conditions()
             dit = models.dit("cond" if chunk.role == "cond" else "base")
+        if stop():  # a pause or stop is honoured between phases too, not only between steps
+            return None
         key = {"chunk": i, "seed": seed, "run": self.run_id()}
         with clock.phase("encoding"):
             inputs, grid = self._chunk_inputs(i, key, dit, cond)
+        if stop():
+            return None
         with clock.phase("sampling"):
             latents, hook, step_times = self._sample(i, dit, inputs, grid, key, seed,
                                                      should_stop)

@@ -61,13 +61,20 @@ def _spawned_path(session_id: int, home: Path | None = None) -> Path:
     return log_dir(home) / f"session-{session_id:04d}-spawned.json"
 
 
-def _spawned_alive(session_id: int, home: Path | None = None) -> list[int]:
-    """Workers this host started for the session that still run (registered or not)."""
+def _spawned_unregistered(store: Store, session_id: int, home: Path | None = None
+                          ) -> list[int]:
+    """Workers this host started for the session that run but have not registered yet.
+
+    Once a worker has registered, its row in the store says whether it runs (a paused
+    worker marks itself ended while its process still exits).
+    """
     try:
         pids = json.loads(_spawned_path(session_id, home).read_text())
     except (OSError, ValueError):
         return []
-    return [p for p in pids if isinstance(p, int) and pid_alive(p) and _is_worker(p, session_id)]
+    registered = {w["pid"] for w in store.workers(session_id)}
+    return [p for p in pids if isinstance(p, int) and p not in registered and pid_alive(p)
+            and _is_worker(p, session_id)]
 
 
 def _is_worker(pid: int, session_id: int) -> bool:
@@ -237,7 +244,7 @@ def _refuse_if_running(store: Store, session_id: int, home: Path | None = None) 
         raise StoreError(f"session {session_id} is already running (Ray driver pid {driver}); "
                          f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
     live = [w["pid"] for w in store.workers(session_id, live_only=True)]
-    live += [p for p in _spawned_alive(session_id, home) if p not in live]
+    live += _spawned_unregistered(store, session_id, home)
     if live:
         pids = ", ".join(map(str, live))
         raise StoreError(f"session {session_id} is already running (worker pid {pids}); "

@@ -230,7 +230,11 @@ def test_pause_then_resume_restarts_the_ray_driver(home: Path, tiny_ckpt: Path, 
     store = Store(db_path(home))
     ok(posegen(home, "start", str(sid), *ray_args(ray_head)))
     end = time.monotonic() + 120
-    while not any((c["step"] or 0) >= 2 for c in store.chunks(sid)) and time.monotonic() < end:
+    # Pause once a chunk is claimed: its models load for seconds, and the pause is
+    # honoured at the next phase or step boundary, so that chunk is caught mid-way (a
+    # few tiny 50 ms steps would often finish before the pause arrives).
+    while not any(c["status"] == "running" for c in store.chunks(sid)) \
+            and time.monotonic() < end:
         time.sleep(0.01)
     ok(posegen(home, "pause", str(sid)))
     waited = posegen(home, "wait", str(sid), "--timeout", "120")
