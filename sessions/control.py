@@ -313,6 +313,22 @@ def effective_state(store: Store, session_id: int) -> str:
     return state
 
 
+def running_phases(store: Store, session_id: int, chunks: list[dict[str, Any]]
+                   ) -> dict[int, tuple[str, float]]:
+    """What each running chunk is doing and for how long: its newest phase event.
+
+    Phases of an earlier attempt (before the chunk's claim) and of chunks not running
+    are left out. ``chunks`` are the store's chunk rows.
+    """
+    events, now, out = store.latest_phases(session_id), time.time(), {}
+    for c in chunks:
+        event = events.get(c["idx"])
+        if c["status"] == "running" and event and event["t"] >= (c["started_at"] or 0):
+            # Events read "chunk 2 (base): sampling"; the phase is the part after the colon.
+            out[c["idx"]] = (event["message"].rpartition(": ")[2], max(now - event["t"], 0.0))
+    return out
+
+
 def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     """Everything `posegen status --json` prints for one session."""
     session = store.get_session(session_id)
@@ -325,16 +341,10 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     live = max(1, len([w for w in workers if w["alive"]]))
     eta = (sum(rates) / len(rates)) * remaining_steps / live if rates else None
     video = Path(session["workspace"]) / "video.mp4"
-    phases = store.latest_phases(session_id)
-    now = time.time()
+    phases = running_phases(store, session_id, chunks)
 
     def phase(c: dict[str, Any]) -> tuple[str | None, float | None]:
-        """What a running chunk is doing and for how long (its newest phase event)."""
-        event = phases.get(c["idx"])
-        if c["status"] != "running" or event is None or event["t"] < (c["started_at"] or 0):
-            return None, None
-        # Events read "chunk 2 (base): sampling"; the phase is the part after the colon.
-        return event["message"].rpartition(": ")[2], max(now - event["t"], 0.0)
+        return phases.get(c["idx"], (None, None))
 
     return {
         "id": session_id, "name": session.get("name"), "project": project["name"],

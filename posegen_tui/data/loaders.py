@@ -14,7 +14,7 @@ from posegen_tui.data.log_tail import tail_lines
 from posegen_tui.data.media_info import frame_count
 from posegen_tui.data.store_access import opened
 from posegen_tui.data.tuning import Point, points_from_chunks
-from sessions.control import ACTIVE_STATES, effective_state, log_path
+from sessions.control import ACTIVE_STATES, effective_state, log_path, running_phases
 from sessions.store import Store
 
 EVENTS = 40
@@ -68,6 +68,8 @@ class SessionData:
     plan_note: str = ""
     video: str | None = None
     extra: dict = field(default_factory=dict)
+    # Running chunks: (phase, seconds in it), e.g. ("loading", 42.0).
+    phases: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -110,7 +112,9 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         session = store.get_session(session_id)
         project = store.get_project(session["project_id"])
         state = _state(store, session)
-        chunks = [Chunk.from_row(r) for r in store.chunks(session_id)]
+        rows = store.chunks(session_id)
+        chunks = [Chunk.from_row(r) for r in rows]
+        phases = running_phases(store, session_id, rows)
         workers = store.workers(session_id)
         events = store.events(session_id, limit=1_000_000)[-EVENTS:]
     note = ""
@@ -127,7 +131,7 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         events=events, log_lines=tail_lines(log, LOG_LINES), log_file=log.name,
         eta_seconds=session_eta(chunks, live) if state in ACTIVE_STATES else None,
         tiny_ckpt=(Path(session.get("ckpt") or "/nonexistent") / TINY_MARK).is_file(),
-        loaded_at=time.time(), files=files, plan_note=note,
+        loaded_at=time.time(), files=files, plan_note=note, phases=phases,
         video=_shown_path(video, home) if video is not None and video.is_file() else None)
 
 

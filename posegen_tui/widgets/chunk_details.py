@@ -27,6 +27,9 @@ def details_text(data: SessionData, c: Chunk) -> Text:
     t.append(f"\nstep {c.step}/{c.steps or '?'} · {_rate(c.seconds_per_step)} · ")
     if c.status == "running":
         t.append(f"ETA {fmt.eta(c.eta(data.loaded_at))}", "bold")
+        if c.idx in data.phases:  # loading, encoding, sampling, decoding, writing
+            phase, seconds = data.phases[c.idx]
+            t.append(f"\nnow {phase}, for {fmt.duration(seconds)}", "bold")
     else:
         t.append(f"took {fmt.duration(c.seconds)}")
     seed = f"{c.seed}" if c.seed is not None else f"{s.get('seed')} (session)"

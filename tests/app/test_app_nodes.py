@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,15 @@ def test_details_name_the_workers_host_and_device() -> None:
     done = Chunk(idx=2, role="base", start=0, end=81, status="done", worker_id=7)
     assert "worker 7 node-b cuda:3 · pid 99 (ended: lost)" in details_text(
         session_data([ended], done), done).plain
+
+
+def test_details_say_what_a_running_chunk_is_doing() -> None:
+    running = Chunk(idx=2, role="base", start=0, end=81, status="running", step=0, steps=25,
+                    worker_id=7)
+    data = session_data([], running)
+    assert "now " not in details_text(data, running).plain  # no phase known yet
+    data = dataclasses.replace(data, phases={2: ("loading", 95.0)})
+    assert "now loading, for 01:35" in details_text(data, running).plain
 
 
 # -- the store: latest sample per host and device --------------------------------------
