@@ -263,7 +263,7 @@ class Job:
         self._emit("chunk_start", i, chunk.role)
         models = self._models()
         clock = PhaseClock(lambda name: self._emit("phase", i, chunk.role, message=name),
-                           sync=self._device_sync(models.device))
+                           sync=models.sync)
         stop = should_stop or (lambda: False)
         with clock.phase("loading"):
             cond = self.conditions()
@@ -307,10 +307,6 @@ class Job:
         self._emit("chunk_done", i, chunk.role, step=self.settings.steps,
                    steps=self.settings.steps)
         return result
-
-    @staticmethod
-    def _device_sync(device: torch.device) -> Callable[[], None] | None:
-        return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
 
     def _chunk_inputs(self, i: int, key: dict[str, Any], dit: Any,
                       cond: dict[str, torch.Tensor]) -> tuple[ChunkInputs, tuple[int, int, int]]:

@@ -33,12 +33,12 @@ class ModelSet:
         # Seconds of each loading step in this process (T5, CLIP, VAE, DiT read / LoRA
         # merge / build / placement), summed over loads: what a chunk's "loading" was.
         self.load_seconds: dict[str, float] = {}
+        # Waits for the device's queued work, so a timed phase is charged what it queued.
+        self.sync = ((lambda: torch.cuda.synchronize(self.device))
+                     if self.device.type == "cuda" else None)
 
     def _timed(self) -> PhaseClock:
-        clock = PhaseClock(sync=(lambda: torch.cuda.synchronize(self.device))
-                           if self.device.type == "cuda" else None)
-        clock.seconds = self.load_seconds  # add into the shared totals
-        return clock
+        return PhaseClock(sync=self.sync, seconds=self.load_seconds)
 
     @property
     def vae(self):

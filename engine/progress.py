@@ -36,8 +36,9 @@ class PhaseClock:
     """
 
     def __init__(self, on_start: Callable[[str], None] = lambda name: None,
-                 sync: Callable[[], None] | None = None) -> None:
-        self.seconds: dict[str, float] = {}
+                 sync: Callable[[], None] | None = None,
+                 seconds: dict[str, float] | None = None) -> None:
+        self.seconds: dict[str, float] = {} if seconds is None else seconds  # added into
         self._on_start = on_start
         self._sync = sync
 

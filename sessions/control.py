@@ -61,7 +61,7 @@ def _spawned_path(session_id: int, home: Path | None = None) -> Path:
     return log_dir(home) / f"session-{session_id:04d}-spawned.json"
 
 
-def _spawned_unregistered(store: Store, session_id: int, home: Path | None = None
+def _spawned_unregistered(session_id: int, registered: set[int], home: Path | None = None
                           ) -> list[int]:
     """Workers this host started for the session that run but have not registered yet.
 
@@ -72,7 +72,6 @@ def _spawned_unregistered(store: Store, session_id: int, home: Path | None = Non
         pids = json.loads(_spawned_path(session_id, home).read_text())
     except (OSError, ValueError):
         return []
-    registered = {w["pid"] for w in store.workers(session_id)}
     return [p for p in pids if isinstance(p, int) and p not in registered and pid_alive(p)
             and _is_worker(p, session_id)]
 
@@ -243,8 +242,9 @@ def _refuse_if_running(store: Store, session_id: int, home: Path | None = None) 
     if driver is not None:
         raise StoreError(f"session {session_id} is already running (Ray driver pid {driver}); "
                          f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
-    live = [w["pid"] for w in store.workers(session_id, live_only=True)]
-    live += _spawned_unregistered(store, session_id, home)
+    workers = store.workers(session_id)
+    live = [w["pid"] for w in workers if w["alive"]]
+    live += _spawned_unregistered(session_id, {w["pid"] for w in workers}, home)
     if live:
         pids = ", ".join(map(str, live))
         raise StoreError(f"session {session_id} is already running (worker pid {pids}); "
@@ -342,10 +342,6 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     eta = (sum(rates) / len(rates)) * remaining_steps / live if rates else None
     video = Path(session["workspace"]) / "video.mp4"
     phases = running_phases(store, session_id, chunks)
-
-    def phase(c: dict[str, Any]) -> tuple[str | None, float | None]:
-        return phases.get(c["idx"], (None, None))
-
     return {
         "id": session_id, "name": session.get("name"), "project": project["name"],
         "state": effective_state(store, session_id), "desired": session["desired"],
@@ -355,7 +351,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
                     "step": c["step"] or 0, "steps": c["steps"], "start": c["start_frame"],
                     "end": c["end_frame"], "seed": c["seed"], "worker": c["worker_id"],
                     "seconds_per_step": c["seconds_per_step"], "eta": c["eta_seconds"],
-                    "error": c["error"], **dict(zip(("phase", "phase_seconds"), phase(c),
+                    "error": c["error"], **dict(zip(("phase", "phase_seconds"),
+                                                    phases.get(c["idx"], (None, None)),
                                                     strict=True))} for c in chunks],
         "workers": [{"id": w["id"], "pid": w["pid"], "alive": bool(w["alive"]),
                      "host": w["host"], "device": w["device"],

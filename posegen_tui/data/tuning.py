@@ -6,31 +6,27 @@ Pure functions; the budget screen shows their output and its basis.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
+
+from engine.errors import BudgetError
+from engine.settings import parse_budget
 
 MARGIN = 0.10  # keep 10% of the free memory unused: allocator fragmentation, other processes
 
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-
 
 def budget_params(text: str | None) -> int | None:
-    """Parameter count of a stored `-p` text; None for 'none' or anything unreadable.
+    """Parameter count of a stored `-p` text; None for 'none', 'auto' or anything unreadable.
 
-    A read-only twin of `engine.budget.parse_budget` (which imports torch): the
-    app only needs numbers for a fit, and an odd value simply drops out of it.
+    The engine's own parser (torch-free); the app only needs numbers for a fit, and an
+    odd value simply drops out of it.
     """
     if text is None:
         return None
-    s = str(text).strip().lower().replace("_", "").replace(",", "")
-    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*\*\s*10\s*\*\*\s*(\d{1,3})", s)
-    if m:
-        return int(float(f"{m.group(1)}e{m.group(2)}"))
-    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(?:e(\d{1,3}))?\s*([kmgbt]?)", s)
-    if m:
-        value = float(f"{m.group(1)}e{m.group(2) or 0}") * _SUFFIX[m.group(3)]
-        return int(value) if math.isfinite(value) else None
-    return None
+    try:
+        value = parse_budget(str(text))
+    except BudgetError:
+        return None
+    return value if isinstance(value, int) else None
 
 
 def format_params(n: float) -> str:
