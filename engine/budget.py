@@ -42,6 +42,37 @@ def _leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
+def _resident_layers(model: nn.Module, budget: int | None) -> set[str]:
+    """The leaf layers kept on the device: a prefix in module order, while they fit."""
+    layers = _leaf_layers(model)
+    in_layers = {id(p) for _, m in layers for p in m.parameters()}
+    used = sum(p.numel() for p in model.parameters() if id(p) not in in_layers)
+    kept = set()
+    for name, layer in layers:
+        n = sum(p.numel() for p in layer.parameters())
+        if budget is not None and used + n > budget:
+            break  # early blocks stay, late ones stream
+        used += n
+        kept.add(name)
+    return kept
+
+
+def resident_parameters(model: nn.Module, budget: int | None) -> set[str]:
+    """Names of the parameters ``apply_budget`` keeps on the device under ``budget``.
+
+    Works on a model built on the meta device, so a loader can put each weight straight
+    where it will live. Parameters outside the wrapped layers (modulation tables) are
+    always resident and count towards the budget first.
+    """
+    layers = dict(_leaf_layers(model))
+    kept = _resident_layers(model, budget)
+    in_layers = {id(p) for m in layers.values() for p in m.parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) not in in_layers}
+    for name in kept:
+        names.update(f"{name}.{p}" for p, _ in layers[name].named_parameters())
+    return names
+
+
 def apply_budget(model: nn.Module, budget: int | None, device: torch.device | str,
                  dtype: torch.dtype, offload_device: torch.device | str = "cpu",
                  pin: bool = True) -> Placement:
@@ -51,7 +82,8 @@ def apply_budget(model: nn.Module, budget: int | None, device: torch.device | st
     always resident and count towards the budget first. Streamed linear weights
     are pinned (page-locked) when ``pin``: diffsynth copies them in at every
     forward, and from pageable memory that copy ran at ~5 GB/s on an H100 host,
-    from pinned memory several times faster (docs/benchmarks.md).
+    from pinned memory several times faster (docs/benchmarks.md). Weights already
+    where they belong (a loader that placed them) are not copied again.
     """
     from engine.compat import import_diffsynth_module
 
@@ -59,17 +91,16 @@ def apply_budget(model: nn.Module, budget: int | None, device: torch.device | st
     layers = _leaf_layers(model)
     layer_params = {id(p) for _, m in layers for p in m.parameters()}
     loose = [p for p in model.parameters() if id(p) not in layer_params]
-    used = sum(p.numel() for p in loose)
     for p in loose:
         p.data = p.data.to(device=device, dtype=dtype)
+    kept = _resident_layers(model, budget)
 
     resident = streamed = resident_layers = 0
     wrapped: dict[str, nn.Module] = {}
-    keep = True
+    to_pin: list[nn.Parameter] = []
     for name, layer in layers:
         n = sum(p.numel() for p in layer.parameters())
-        # Residents form a prefix in module order: early blocks stay, late ones stream.
-        keep = keep and (budget is None or used + n <= budget)
+        keep = name in kept
         where = device if keep else offload_device
         config = dict(offload_dtype=dtype, offload_device=where, onload_dtype=dtype,
                       onload_device=where, preparing_dtype=dtype, preparing_device=where,
@@ -78,21 +109,38 @@ def apply_budget(model: nn.Module, budget: int | None, device: torch.device | st
         w = cls(layer, **config, name=name)
         w.onload()
         if not keep and pin and isinstance(layer, nn.Linear) and torch.cuda.is_available():
-            for param in w.parameters():
-                param.data = param.data.pin_memory()
+            to_pin += [p for p in w.parameters() if not p.data.is_pinned()]
         wrapped[name] = w
         if keep:
-            used += n
             resident += n
             resident_layers += 1
         else:
             streamed += n
+    pin_parameters(to_pin)
     for name, w in wrapped.items():
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, w)
     return Placement(resident + sum(p.numel() for p in loose), streamed, resident_layers,
                      len(layers) - resident_layers)
+
+
+def pin_parameters(params: list[nn.Parameter]) -> None:
+    """Move ``params`` into page-locked host memory, packed (engine/pinned_arena.py)."""
+    from engine.pinned_arena import PinnedArena
+
+    arena = PinnedArena(sum(p.numel() * p.element_size() for p in params))
+    for p in params:
+        pinned = arena.take(p.shape, p.dtype)
+        pinned.copy_(p.data)
+        p.data = pinned  # the pageable copy is freed here, one weight at a time
+
+
+def streamed_bytes(model: nn.Module, budget: int | None, dtype: torch.dtype) -> int:
+    """Bytes of the parameters that stream (live on the host) under ``budget``."""
+    keep = resident_parameters(model, budget)
+    size = torch.empty((), dtype=dtype).element_size()
+    return sum(p.numel() for n, p in model.named_parameters() if n not in keep) * size
 
 
 # -- automatic budget ------------------------------------------------------------------------

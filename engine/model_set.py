@@ -6,11 +6,21 @@ import gc
 
 import torch
 
-from engine.budget import AUTO, Budget, Placement, apply_budget, auto_budget, fits_whole
+from engine.budget import (
+    AUTO,
+    Budget,
+    Placement,
+    apply_budget,
+    auto_budget,
+    fits_whole,
+    resident_parameters,
+    streamed_bytes,
+)
 from engine.checkpoint import encoders
 from engine.checkpoint.dit_loader import load_dit, read_config
 from engine.checkpoint.layout import CheckpointLayout
 from engine.models.dit import PoseGenDiT
+from engine.pinned_arena import PinnedArena
 from engine.progress import PhaseClock
 
 
@@ -128,13 +138,24 @@ class ModelSet:
 
     def _load_dit(self, kind: str) -> tuple[PoseGenDiT, Placement | None, int | None,
                                              int | None]:
-        model = load_dit(self.layout.dit_dir(kind), device="cpu", dtype=self.dtype,
-                         seconds=self.load_seconds)
+        folder = self.layout.dit_dir(kind)
         if self.device.type == "cpu":
+            model = load_dit(folder, device="cpu", dtype=self.dtype, seconds=self.load_seconds)
             return model, None, None, None
+        # The budget is decided on the model's shapes, before reading: each weight then
+        # goes straight from the file to the GPU or to pinned host memory.
+        with torch.device("meta"):
+            shape_only = PoseGenDiT(read_config(folder))
         budget, peak = self.budget, None
         if budget == AUTO:
-            budget, peak = auto_budget(model, self.dtype, *self._free_memory(), self.n_tokens)
+            budget, peak = auto_budget(shape_only, self.dtype, *self._free_memory(),
+                                       self.n_tokens)
+        resident = resident_parameters(shape_only, budget)
+        arena = PinnedArena(streamed_bytes(shape_only, budget, self.dtype))
+        model = load_dit(folder, device=self.device, dtype=self.dtype,
+                         seconds=self.load_seconds, resident=resident.__contains__,
+                         host=arena.take)
+        arena.close()
         with self._timed().phase("dit_placement"):
             placement = apply_budget(model, budget, self.device, self.dtype)
         return model, placement, budget, peak

@@ -34,7 +34,7 @@ def test_phases_are_announced_in_order_and_timed(tiny_ckpt: Path, sample_dir: Pa
     done = json.loads((tmp_path / "chunks" / "000" / "done.json").read_text())
     phases = done["extra"]["phases"]
     assert set(phases) == set(PHASES) and all(v >= 0 for v in phases.values())
-    assert {"t5_load", "clip_load", "vae_load", "dit_read_merge"} <= set(
+    assert {"t5_load", "clip_load", "vae_load", "dit_load", "dit_merge"} <= set(
         done["extra"]["model_loading"])
     # The chunk's stored condition latents go once it is done.
     assert not (tmp_path / "chunks" / "000" / "conditions.safetensors").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -20,15 +20,13 @@ from engine.atomic import atomic_path, atomic_write_json
 from engine.models.dit import DiTConfig, PoseGenDiT
 
 from .layout import CheckpointError
-from .mapped import load_mapped
+from .mapped import open_mapped, release_pages
+from .staging import ParallelCopy
 
 KEY_PREFIX = "pipe.dit."
 LORA_A = ".lora_A.default.weight"
 LORA_B = ".lora_B.default.weight"
 CONFIG_FILE = "model_config.json"
-# Memory-map shards only when the biggest is at most 1/4 of the folder: the loader then
-# holds about the weights plus one shard (measured in bench/load_memory.py).
-MMAP_MAX_SHARD_FRACTION = 4
 
 
 def read_config(folder: Path) -> DiTConfig:
@@ -57,109 +55,176 @@ def _shards(folder: Path) -> list[Path]:
     return shards
 
 
-def _read_shard(shard: Path, mmap: bool = True) -> dict[str, torch.Tensor]:
+def _read_shard(shard: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The shard's tensors, memory-mapped where the format allows, and whether they are."""
     try:
-        part = load_mapped(shard, mmap=mmap)
+        part, mapped = open_mapped(shard)
     except Exception as e:  # torch raises several types for torn or foreign files
         raise CheckpointError(f"{shard}: not a readable state dict ({type(e).__name__}: "
                               f"{e}); the file may be truncated, copy it again") from None
     if not isinstance(part, dict):
         raise CheckpointError(f"{shard}: expected a dict of tensors, got {type(part)}")
-    return part
+    return part, mapped
 
 
 def read_shards(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the folder's ``*.bin`` shards, memory-mapped where the format allows."""
+    """Every tensor of the folder's ``*.bin`` shards as stored (release keys)."""
     merged: dict[str, torch.Tensor] = {}
     for shard in _shards(folder):
-        merged.update(_read_shard(shard))
+        merged.update(_read_shard(shard)[0])
     return merged
 
 
-def read_merged(folder: Path, alpha: float = 1.0) -> dict[str, torch.Tensor]:
-    """The folder's weights with LoRA folded in, holding about one copy of them.
+def merge_pair(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+               alpha: float = 1.0) -> torch.Tensor:
+    """``w + alpha * (B @ A)``, the release's arithmetic, on ``w``'s device.
 
-    Shards are read one at a time and a layer is merged as soon as its base weight and
-    both LoRA tensors have been read (the replaced base weight is freed at once).
-    Several small shards are memory-mapped, and whatever of a shard stays unmerged is
-    copied out of its mapping before the next one, so the mapping and the file pages it
-    keeps resident go away: peak about the weights plus one shard. A folder of a few
-    big shards (the release's single ``pytorch_model.bin``) is read plainly instead: a
-    mapping of the whole file would stay resident beside the merged copies.
+    The pair is cast to the base weight's dtype and multiplied there (a 1x1 conv's pair
+    squeezed to 2-D and back), and the sum is taken in that dtype: a bf16 checkpoint
+    merges in bf16. Computed in place in the product's buffer (an IEEE sum is the same
+    either way round, and a product by 1.0 is exact), so a merge allocates one tensor.
     """
-    shards = _shards(folder)
-    sizes = [f.stat().st_size for f in shards]
-    mmap = max(sizes) * MMAP_MAX_SHARD_FRACTION <= sum(sizes)
+    a2 = a.to(device=w.device, dtype=w.dtype).reshape(a.shape[0], -1)
+    b2 = b.to(device=w.device, dtype=w.dtype).reshape(b.shape[0], -1)
+    out = torch.mm(b2, a2)
+    if alpha != 1.0:
+        out.mul_(alpha)
+    return out.add_(w.reshape(out.shape)).reshape(w.shape)
+
+
+def merge_lora(raw: dict[str, torch.Tensor], alpha: float = 1.0) -> dict[str, torch.Tensor]:
+    """Strip `pipe.dit.`, drop `.base_layer`, fold LoRA pairs into their weights."""
     plain: dict[str, torch.Tensor] = {}
     lora: dict[str, dict[str, torch.Tensor]] = {}
-    for shard in shards:
-        part = _read_shard(shard, mmap)
-        fresh = _split(_drain(part), plain, lora)
-        merged = _fold_ready(plain, lora, alpha)
-        if mmap:
-            for name in fresh - merged:  # still views of the shard's mapping
-                plain[name] = plain[name].clone()
-            for pair in lora.values():
-                for slot, t in pair.items():
-                    pair[slot] = t.clone()
-        del part
-    _fold_ready(plain, lora, alpha)
+    for key, value in raw.items():
+        name, slot = _release_name(key)
+        if slot:
+            lora.setdefault(name, {})[slot] = value
+        else:
+            plain[name] = value
     _check_lora_complete(plain, lora)
+    for layer, pair in lora.items():
+        plain[f"{layer}.weight"] = merge_pair(plain[f"{layer}.weight"], pair["A"], pair["B"],
+                                              alpha)
     return plain
 
 
-def merge_lora(raw: dict[str, torch.Tensor], alpha: float = 1.0,
-               consume: bool = False) -> dict[str, torch.Tensor]:
-    """Strip `pipe.dit.`, drop `.base_layer`, fold LoRA pairs into their weights.
+def _release_name(key: str) -> tuple[str, str]:
+    """(module name, "") for a weight, (layer name, "A" or "B") for a LoRA half."""
+    name = key[len(KEY_PREFIX):] if key.startswith(KEY_PREFIX) else key
+    if "lora" in name:
+        for suffix, slot in ((LORA_A, "A"), (LORA_B, "B")):
+            if name.endswith(suffix):
+                return name[: -len(suffix)], slot
+        raise CheckpointError(f"unexpected LoRA key {key!r}: expected names ending in "
+                              f"{LORA_A} or {LORA_B}")
+    return name.replace(".base_layer.", "."), ""
 
-    The release's arithmetic: the pair is cast to the base weight's dtype, multiplied
-    there (``alpha * B @ A``, a 1x1 conv's pair squeezed to 2-D and back) and added in
-    that dtype, so a bf16 checkpoint merges in bf16. ``consume`` empties ``raw`` while
-    merging, so a replaced base weight is freed at once rather than kept beside its
-    merged copy.
+
+class _StreamingLoad:
+    """Takes a folder's tensors one at a time and puts each where the model will use it.
+
+    A weight goes straight from the (memory-mapped) file to its place: the compute device
+    for resident parameters, ``host`` memory (pinned, for streaming) for the others.
+    LoRA layers are merged on the compute device as soon as the base weight and both
+    halves are in, then cast to the model's dtype; nothing of a layer is copied twice
+    through host memory and the file's pages are handed back as they are used.
     """
-    plain: dict[str, torch.Tensor] = {}
-    lora: dict[str, dict[str, torch.Tensor]] = {}
-    _split(_drain(raw) if consume else iter(raw.items()), plain, lora)
-    _check_lora_complete(plain, lora)
-    _fold_ready(plain, lora, alpha)
-    return plain
 
+    def __init__(self, device: torch.device, dtype: torch.dtype, alpha: float,
+                 resident: Callable[[str], bool], host: Callable[..., torch.Tensor],
+                 copier: ParallelCopy) -> None:
+        self.device, self.dtype, self.alpha = device, dtype, alpha
+        self.resident, self.host, self.copier = resident, host, copier
+        self.state: dict[str, torch.Tensor] = {}
+        self.pending: dict[str, tuple[torch.Tensor, bool]] = {}  # LoRA base, still in the file
+        self.lora: dict[str, dict[str, torch.Tensor]] = {}  # halves, on the compute device
+        self.merge_seconds = 0.0
+        self.sync = ((lambda: torch.cuda.synchronize(device)) if device.type == "cuda"
+                     else (lambda: None))
 
-def _split(items: Iterator[tuple[str, torch.Tensor]], plain: dict[str, torch.Tensor],
-           lora: dict[str, dict[str, torch.Tensor]]) -> set[str]:
-    """Sort release keys into plain weights and LoRA halves; returns the new plain names."""
-    fresh = set()
-    for key, value in items:
-        name = key[len(KEY_PREFIX):] if key.startswith(KEY_PREFIX) else key
-        if "lora" in name:
-            for suffix, slot in ((LORA_A, "A"), (LORA_B, "B")):
-                if name.endswith(suffix):
-                    lora.setdefault(name[: -len(suffix)], {})[slot] = value
-                    break
-            else:
-                raise CheckpointError(f"unexpected LoRA key {key!r}: expected names ending in "
-                                      f"{LORA_A} or {LORA_B}")
-            continue
-        name = name.replace(".base_layer.", ".")
-        plain[name] = value
-        fresh.add(name)
-    return fresh
+    def add(self, key: str, src: torch.Tensor, mapped: bool) -> None:
+        name, slot = _release_name(key)
+        if slot:
+            self.lora.setdefault(name, {})[slot] = self._on_device(src, mapped)
+            self._merge_ready(name)
+        elif name.endswith(".weight") and (".base_layer." in key or name[:-7] in self.lora):
+            self.pending[name[:-7]] = (src, mapped)
+            self._merge_ready(name[:-7])
+        else:
+            self._place(name, src, mapped)
 
+    def finish(self) -> dict[str, torch.Tensor]:
+        for layer, pair in self.lora.items():
+            if set(pair) != {"A", "B"}:
+                raise CheckpointError(f"LoRA layer {layer!r} has only lora_{next(iter(pair))}; "
+                                      "both lora_A and lora_B are needed")
+        for layer in list(self.lora):
+            if layer not in self.pending and f"{layer}.weight" in self.state:
+                # A plain (not ``base_layer``) weight that came before its pair: merged
+                # where it was placed, in the model's dtype.
+                pair = self.lora.pop(layer)
+                placed = self.state[f"{layer}.weight"]
+                merged = merge_pair(placed.to(self.device), pair["A"], pair["B"], self.alpha)
+                placed.copy_(merged)
+        if self.lora:
+            layer = next(iter(self.lora))
+            raise CheckpointError(f"LoRA layer {layer!r} has no base weight {layer}.weight")
+        for layer, (src, mapped) in self.pending.items():  # a base_layer without LoRA
+            self._place(f"{layer}.weight", src, mapped)
+        self.pending.clear()
+        self.sync()
+        return self.state
 
-def _fold_ready(plain: dict[str, torch.Tensor], lora: dict[str, dict[str, torch.Tensor]],
-                alpha: float) -> set[str]:
-    """Merge every layer whose base weight and both halves are present; their names."""
-    done = set()
-    for layer in [n for n, pair in lora.items() if len(pair) == 2 and f"{n}.weight" in plain]:
-        pair = lora.pop(layer)
-        target = f"{layer}.weight"
-        w = plain[target]
-        a = pair["A"].to(w.dtype).reshape(pair["A"].shape[0], -1)
-        b = pair["B"].to(w.dtype).reshape(pair["B"].shape[0], -1)
-        plain[target] = w + alpha * torch.mm(b, a).reshape(w.shape)
-        done.add(target)
-    return done
+    def _on_device(self, src: torch.Tensor, mapped: bool) -> torch.Tensor:
+        """``src`` on the compute device in its own dtype (on a CPU: the file's view)."""
+        if self.device.type == "cpu":
+            return src
+        return self.copier.to(src, self.device, mapped)
+
+    def _merge_ready(self, layer: str) -> None:
+        pair = self.lora.get(layer)
+        if layer not in self.pending or pair is None or len(pair) != 2:
+            return
+        src, mapped = self.pending.pop(layer)
+        del self.lora[layer]
+        w = self._on_device(src, mapped)
+        t0 = time.perf_counter()
+        merged = merge_pair(w, pair["A"], pair["B"], self.alpha)
+        del w
+        self.sync()
+        self.merge_seconds += time.perf_counter() - t0
+        if mapped and self.device.type == "cpu":
+            release_pages(src)
+        self._keep(f"{layer}.weight", merged)
+
+    def _keep(self, name: str, t: torch.Tensor) -> None:
+        """A computed tensor (merged) into its place, in the model's dtype."""
+        t = t.to(self.dtype) if t.is_floating_point() else t
+        if self.resident(name):
+            self.state[name] = t
+            return
+        dst = self.host(t.shape, t.dtype)
+        dst.copy_(t)
+        self.state[name] = dst
+
+    def _place(self, name: str, src: torch.Tensor, mapped: bool) -> None:
+        """A tensor of the file into its place, in the model's dtype."""
+        dtype = self.dtype if src.is_floating_point() else src.dtype
+        if not self.resident(name):
+            dst = self.host(src.shape, dtype)
+        elif self.device.type == "cpu":
+            dst = torch.empty(src.shape, dtype=dtype)
+        else:
+            self.state[name] = self.copier.to(src, self.device, mapped).to(dtype)
+            return
+        if dst.dtype == src.dtype:
+            self.copier.copy_into(dst, src, mapped)
+        else:
+            dst.copy_(src)
+            if mapped:
+                release_pages(src)
+        self.state[name] = dst
 
 
 def _check_lora_complete(plain: dict[str, torch.Tensor],
@@ -170,11 +235,6 @@ def _check_lora_complete(plain: dict[str, torch.Tensor],
                                   "both lora_A and lora_B are needed")
         if f"{layer}.weight" not in plain:
             raise CheckpointError(f"LoRA layer {layer!r} has no base weight {layer}.weight")
-
-
-def _drain(d: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
-    while d:
-        yield d.popitem()
 
 
 def _check_keys(model: PoseGenDiT, state: dict[str, torch.Tensor], folder: Path) -> None:
@@ -200,19 +260,45 @@ def _check_keys(model: PoseGenDiT, state: dict[str, torch.Tensor], folder: Path)
 
 def load_dit(folder: str | Path, device: str | torch.device = "cpu",
              dtype: torch.dtype = torch.float32,
-             seconds: dict[str, float] | None = None) -> PoseGenDiT:
-    """Build the DiT of a release folder; ``seconds`` gets the time of each loading step."""
+             seconds: dict[str, float] | None = None, *,
+             resident: Callable[[str], bool] | None = None,
+             host: Callable[..., torch.Tensor] | None = None,
+             copier: ParallelCopy | None = None) -> PoseGenDiT:
+    """Build the DiT of a release folder with every weight already where it will live.
+
+    ``device``: where the model computes. ``resident(name)``: whether parameter ``name``
+    lives there (default: all); the others go to ``host(shape, dtype)`` (default: plain
+    CPU tensors; pinned views for a streamed DiT). ``seconds`` gets the time of each
+    loading step: ``dit_load`` (reading, copying and merging), ``dit_merge`` (of that,
+    the LoRA merges) and ``dit_build``.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: DiT folder not found; expected it in the checkpoint "
                               "dir (720p-81f-base/ or 720p-81f-cond/)")
     seconds = {} if seconds is None else seconds
+    device = torch.device(device)
     cfg = read_config(folder)
+    shards = _shards(folder)
+    own_copier = copier is None
+    copier = copier or ParallelCopy()
+    load = _StreamingLoad(device, dtype, 1.0, resident or (lambda name: True),
+                          host or (lambda shape, dt: torch.empty(shape, dtype=dt)), copier)
     t0 = time.perf_counter()
-    state = read_merged(folder)
-    t2 = time.perf_counter()
-    # Reading and merging interleave (shard by shard): one figure for both.
-    seconds["dit_read_merge"] = seconds.get("dit_read_merge", 0.0) + t2 - t0
+    try:
+        for shard in shards:
+            part, mapped = _read_shard(shard)
+            while part:
+                key, value = part.popitem()
+                load.add(key, value, mapped)
+            del part
+        state = load.finish()
+    finally:
+        if own_copier:
+            copier.close()
+    t1 = time.perf_counter()
+    seconds["dit_load"] = seconds.get("dit_load", 0.0) + t1 - t0
+    seconds["dit_merge"] = seconds.get("dit_merge", 0.0) + load.merge_seconds
     with torch.device("meta"):
         model = PoseGenDiT(cfg)
     emb_pos = state.get("img_emb.emb_pos")
@@ -221,8 +307,8 @@ def load_dit(folder: str | Path, device: str | torch.device = "cpu",
         model.img_emb.emb_pos = torch.nn.Parameter(torch.empty_like(emb_pos, device="meta"))
     _check_keys(model, state, folder)
     model.load_state_dict(state, assign=True, strict=True)
-    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    seconds["dit_build"] = seconds.get("dit_build", 0.0) + time.perf_counter() - t2
+    model = model.eval().requires_grad_(False)
+    seconds["dit_build"] = seconds.get("dit_build", 0.0) + time.perf_counter() - t1
     return model
 
 

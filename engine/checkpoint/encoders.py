@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from engine.checkpoint.layout import CheckpointError
-from engine.checkpoint.mapped import load_mapped
+from engine.checkpoint.mapped import open_mapped
+from engine.checkpoint.staging import ParallelCopy
 from engine.compat import import_diffsynth_module
 from engine.vae_tiling import RELEASE_STRIDE, RELEASE_TILE, tiled_decode, tiled_encode
 
@@ -39,12 +40,16 @@ def _wan(module: str) -> Any:
 def load_state_dict_file(path: str | os.PathLike[str],
                          what: str = "a PyTorch state dict") -> dict[str, Tensor]:
     """``torch.load`` a checkpoint on CPU (weights only), unwrapping 'model_state'/'state_dict'."""
-    path = Path(path)
+    return _read_file(Path(path), what)[0]
+
+
+def _read_file(path: Path, what: str) -> tuple[dict[str, Tensor], bool]:
+    """The file's tensors (memory-mapped where the format allows) and whether they are."""
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found; expected {what}. Check --ckpt / "
                               "POSEGEN_CKPT_PATH or run `posegen ckpt make-tiny DIR`.")
     try:
-        obj = load_mapped(path)
+        obj, mapped = open_mapped(path)
     except Exception as exc:  # any failure here means the file itself is unusable
         raise CheckpointError(
             f"{path}: cannot be read as {what} ({type(exc).__name__}: {exc}); the file is "
@@ -59,7 +64,19 @@ def load_state_dict_file(path: str | os.PathLike[str],
     tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, Tensor)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors; expected {what}")
-    return tensors
+    return tensors, mapped
+
+
+def _on_device(sd: dict[str, Tensor], device: Device, mapped: bool) -> dict[str, Tensor]:
+    """The tensors copied to ``device`` in pieces on a few threads (staging.py); the
+    file's pages are handed back as they are copied. On a CPU the file's views stay."""
+    if torch.device(device).type == "cpu":
+        return sd
+    copier = ParallelCopy()
+    try:
+        return {k: copier.to(v, device, mapped) for k, v in sd.items()}
+    finally:
+        copier.close()
 
 
 def _tensor(sd: dict[str, Tensor], key: str, path: Path, ndim: int, what: str) -> Tensor:
@@ -79,8 +96,15 @@ def _count_indexed(sd: dict[str, Tensor], prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def _load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str) -> None:
-    """Load every tensor by name and shape; one readable error lists what does not fit."""
+def _load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str,
+                 device: Device = "cpu", mapped: bool = False) -> None:
+    """Load every tensor by name and shape, on ``device``; one readable error lists what
+    does not fit (before anything is copied)."""
+    _check_strict(module, sd, path, what)
+    module.load_state_dict(_on_device(sd, device, mapped), strict=True, assign=True)
+
+
+def _check_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str) -> None:
     expected = module.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -95,7 +119,6 @@ def _load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str
                 parts.append(f"{label} {len(items)}: {', '.join(items[:5])}{more}")
         raise CheckpointError(f"{path}: does not match {what}; " + "; ".join(parts)
                               + ". The file is from another model or corrupted.")
-    module.load_state_dict(sd, strict=True, assign=True)
 
 
 def _finish(module: nn.Module, device: Device, dtype: torch.dtype) -> nn.Module:
@@ -115,7 +138,7 @@ def load_vae(path: str | os.PathLike[str], device: Device = "cpu",
              dtype: torch.dtype = torch.float32) -> Any:
     """A ``WanVideoVAE`` whose inner ``VideoVAE_`` has the width stored in the file."""
     path = Path(path)
-    sd = load_state_dict_file(path, _VAE_WHAT)
+    sd, mapped = _read_file(path, _VAE_WHAT)
     dim = _tensor(sd, "encoder.conv1.weight", path, 5, _VAE_WHAT).shape[0]
     z_dim = _tensor(sd, "conv2.weight", path, 5, _VAE_WHAT).shape[0]
     if z_dim != LATENT_CHANNELS:
@@ -128,7 +151,7 @@ def load_vae(path: str | os.PathLike[str], device: Device = "cpu",
         vae = vae_mod.WanVideoVAE(z_dim=z_dim)
     with torch.device("meta"):
         inner = vae_mod.VideoVAE_(dim=dim, z_dim=z_dim)
-    _load_strict(inner, sd, path, f"a Wan2.1 VAE of width {dim}")
+    _load_strict(inner, sd, path, f"a Wan2.1 VAE of width {dim}", device, mapped)
     vae.model = inner
     return _finish(vae, device, dtype)
 
@@ -185,7 +208,7 @@ def load_text_encoder(path: str | os.PathLike[str], device: Device = "cpu",
                       dtype: torch.dtype = torch.bfloat16) -> Any:
     """A ``WanTextEncoder`` (umT5 encoder) sized from the file, dropout off."""
     path = Path(path)
-    sd = load_state_dict_file(path, _T5_WHAT)
+    sd, mapped = _read_file(path, _T5_WHAT)
     vocab, dim = _tensor(sd, "token_embedding.weight", path, 2, _T5_WHAT).shape
     dim_attn = _tensor(sd, "blocks.0.attn.q.weight", path, 2, _T5_WHAT).shape[0]
     dim_ffn = _tensor(sd, "blocks.0.ffn.fc1.weight", path, 2, _T5_WHAT).shape[0]
@@ -204,7 +227,8 @@ def load_text_encoder(path: str | os.PathLike[str], device: Device = "cpu",
             vocab=vocab, dim=dim, dim_attn=dim_attn, dim_ffn=dim_ffn, num_heads=num_heads,
             num_layers=num_layers, num_buckets=num_buckets, shared_pos=shared_pos,
             dropout=0.0)
-    _load_strict(encoder, sd, path, f"a umT5 encoder ({num_layers} layers, width {dim})")
+    what = f"a umT5 encoder ({num_layers} layers, width {dim})"
+    _load_strict(encoder, sd, path, what, device, mapped)
     return _finish(encoder, device, dtype)
 
 
@@ -333,16 +357,16 @@ def load_image_encoder(path: str | os.PathLike[str], device: Device = "cpu",
                        dtype: torch.dtype = torch.float32) -> Any:
     """A ``WanImageEncoder`` (its ``encode_image`` works) with the file's vision sizes."""
     path = Path(path)
-    sd = load_state_dict_file(path, _CLIP_WHAT)
+    sd, mapped = _read_file(path, _CLIP_WHAT)
     sizes = _clip_sizes(sd, path)
     clip_mod = _wan("wan_video_image_encoder")
     model, transforms = clip_mod.clip_xlm_roberta_vit_h_14(
         pretrained=False, return_transforms=True, return_tokenizer=False,
         dtype=torch.float32, device="meta", **sizes)
     visual = {k.removeprefix("visual."): v for k, v in sd.items() if k.startswith("visual.")}
-    _load_strict(model.visual, visual, path,
-                 f"a CLIP vision tower ({sizes['vision_layers']} layers, "
-                 f"width {sizes['vision_dim']}) under visual.*")
+    what = (f"a CLIP vision tower ({sizes['vision_layers']} layers, "
+            f"width {sizes['vision_dim']}) under visual.*")
+    _load_strict(model.visual, visual, path, what, device, mapped)
     log_scale = sd.get("log_scale", torch.tensor(math.log(1 / 0.07)))
     model.log_scale = nn.Parameter(log_scale.reshape(()).float(), requires_grad=False)
     # WanImageEncoder() hardcodes the ViT-H/14 sizes and builds 632 M random weights;
