@@ -131,6 +131,11 @@ class JobSettings:
                                "(VAE 8x times DiT patch 2)")
         if self.steps < 1:
             raise JobError(f"--steps {self.steps}: need at least one sampling step")
+        s0, s1 = self.share_steps
+        if not 0 <= s0 < s1 <= self.steps:
+            raise JobError(f"-s {s0} {s1}: the anchor's shared steps must lie within the "
+                           f"{self.steps} sampling steps (0 <= start < end <= {self.steps}); "
+                           f"pass e.g. -s 0 {min(2, self.steps)} or more --steps")
         if self.vae_tiling not in VAE_TILINGS:
             raise JobError(f"--vae-tiling {self.vae_tiling}: choose one of "
                            f"{', '.join(VAE_TILINGS)}")

@@ -151,6 +151,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_share_blocks(settings, layout) -> None:
+    """-b against the checkpoint's block count, now rather than after a worker loads it."""
+    from engine.checkpoint.dit_loader import read_config
+    from engine.errors import JobError
+
+    layers = read_config(layout.dit_dir("base")).num_layers
+    b0, b1 = settings.share_blocks
+    if not 0 <= b0 < b1 <= layers:
+        raise JobError(f"-b {b0} {b1}: the shared blocks must lie within the DiT's {layers} "
+                       f"blocks (0 <= start < end <= {layers}, from "
+                       f"{layout.dit_dir('base') / 'model_config.json'})")
+
+
 def cmd_session_new(args: argparse.Namespace) -> int:
     from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
     from engine.chunk_plan import make_plan
@@ -167,7 +180,9 @@ def cmd_session_new(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     settings.validate()
     ckpt = resolve_checkpoint_dir(args.ckpt).resolve()
-    check_layout(CheckpointLayout(ckpt))
+    layout = CheckpointLayout(ckpt)
+    check_layout(layout)
+    _check_share_blocks(settings, layout)
     frames = video_info(project["pose"])[0]
     plan = make_plan(frames, settings.spec, settings.num_chunks, settings.anchor, settings.pad)
     from engine.budget import parse_budget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -172,3 +173,16 @@ def test_full_disk_while_writing_the_anchor_cache(home: Path, tiny_ckpt: Path,
     for i in range(5):
         np.testing.assert_array_equal(load_frames(workspace / f"chunks/{i:03d}/frames.npy"),
                                       load_frames(reference_run / f"chunks/{i:03d}/frames.npy"))
+
+
+def test_share_steps_and_blocks_are_checked_when_the_session_is_made(home: Path,
+                                                                      tiny_ckpt: Path) -> None:
+    """Not minutes later in the worker, after the models have loaded."""
+    args = ["session", "new", "demo", "--ckpt", str(tiny_ckpt), "--json"]
+    line = one_line_error(posegen(home, *args, "--steps", "1", "-s", "0", "2"))
+    assert "-s 0 2" in line and "--steps" in line and "-s 0 1" in line
+    layers = json.loads((tiny_ckpt / "720p-81f-base" / "model_config.json").read_text())[
+        "num_layers"]
+    line = one_line_error(posegen(home, *args, "-b", "0", str(layers + 1)))
+    assert f"-b 0 {layers + 1}" in line and "model_config.json" in line
+    assert Store(db_path(home)).list_sessions() == []
