@@ -204,7 +204,7 @@ class RayDriver:
                 store.set_session_state(sid, "running")
             reason = self.loop()
         except Exception as e:
-            msg = str(e) if isinstance(e, (StartFailed, StoreError)) else describe_error(e)
+            msg = str(e) if isinstance(e, (StartFailed, StoreError)) else describe_error(e, sid)
             log(f"error: {msg}\n{traceback.format_exc()}")
             store.add_event(sid, "error", msg)
             store.set_session_state(sid, "failed", error=msg)
@@ -346,7 +346,7 @@ class RayDriver:
         ip = getattr(e, "ip", None)
         if ip:
             where = f" on node {ip}"
-        return f"a Ray actor failed to start{where}: {describe_error(cause)}"
+        return f"a Ray actor failed to start{where}: {describe_error(cause, self.session_id)}"
 
     def _register(self, slot: Slot) -> None:
         info = slot.info
@@ -506,7 +506,7 @@ class RayDriver:
             self.slots.remove(slot)
         self.beats.drop(record.worker_id)
         if isinstance(e, ray_exc.RayTaskError):
-            msg = describe_error(getattr(e, "cause", None) or e)
+            msg = describe_error(getattr(e, "cause", None) or e, self.session_id)
             log(f"worker {record.worker_id} (chunk {idx}) failed: {msg}\n{e}")
             record.fail(idx, msg)
             record.end("error")

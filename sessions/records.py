@@ -163,15 +163,16 @@ def budget_used(extra: dict[str, Any]) -> Any:
     return extra.get("resolved_budget") if extra.get("budget") == "auto" else extra.get("budget")
 
 
-def describe_error(e: BaseException) -> str:
-    """One line that says what happened and what to do next."""
+def describe_error(e: BaseException, session: int | None = None) -> str:
+    """One line that says what happened and what to do next (for ``session``)."""
+    sid = "SESSION" if session is None else str(session)
     full = isinstance(e, OSError) and e.errno == errno.ENOSPC
     if full or "No space left" in str(e) or "StorageFull" in str(e):
         where = f" while writing {e.filename}" if getattr(e, "filename", None) else ""
-        return (f"disk full{where}: free space on that disk, then `posegen resume SESSION` "
+        return (f"disk full{where}: free space on that disk, then `posegen resume {sid}` "
                 "(finished chunks are kept)")
     text = f"{type(e).__name__}: {e}"
     if "out of memory" in str(e).lower():
         return (f"{text.splitlines()[0]} -- lower the GPU budget (-p, e.g. 2e9) with a new "
-                "session, or free the GPU, then `posegen resume SESSION`")
+                f"session, or free the GPU, then `posegen resume {sid}`")
     return text.splitlines()[0] if text else repr(e)

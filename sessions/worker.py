@@ -124,7 +124,7 @@ class Worker:
             reason = self.loop(job, beat)
         except Exception as e:
             reason = "error"
-            msg = describe_error(e)
+            msg = describe_error(e, sid)
             log(f"error: {msg}\n{traceback.format_exc()}")
             self.record.fail(self.chunk, msg)
         finally:

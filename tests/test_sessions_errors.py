@@ -163,7 +163,7 @@ def test_full_disk_while_writing_the_anchor_cache(home: Path, tiny_ckpt: Path,
         assert Worker(sid, "cpu", home).run() == 1
         chunk0 = store.chunks(sid)[0]
         assert chunk0["status"] == "failed"
-        assert "disk full" in chunk0["error"] and "posegen resume" in chunk0["error"]
+        assert "disk full" in chunk0["error"] and f"posegen resume {sid}`" in chunk0["error"]
         assert str(workspace / "cache" / "anchor") in chunk0["error"]
         assert not list((workspace / "cache" / "anchor").glob(".*.tmp*")), "temp files left"
         monkeypatch.undo()
