@@ -42,6 +42,9 @@ class WorkerRecord:
         self.store, self.session_id, self.device = store, session_id, device
         self.worker_id = -1
         self.switches = 0
+        # Set when a write finds the chunk owned by another worker (this one was declared
+        # lost and its chunk reclaimed): the worker must stop touching that chunk.
+        self.lost_claim = False
 
     def register(self, *, pid: int, host: str, where: str = "") -> int:
         """Insert the workers row and log ``worker_start``; ``where`` adds e.g. a node."""
@@ -55,8 +58,10 @@ class WorkerRecord:
         """One engine progress event: one short write."""
         s, sid = self.store, self.session_id
         if e.kind == "step":
-            s.chunk_progress(sid, e.chunk, step=e.step, steps=e.steps,
-                             seconds_per_step=e.seconds_per_step, eta_seconds=e.eta_chunk)
+            mine = s.chunk_progress(sid, e.chunk, step=e.step, steps=e.steps,
+                                    seconds_per_step=e.seconds_per_step,
+                                    eta_seconds=e.eta_chunk, worker_id=self.owner)
+            self.lost_claim = self.lost_claim or not mine
         elif e.kind == "chunk_start":
             s.add_event(sid, "chunk_start", f"chunk {e.chunk} ({e.role}) started on {self.device}",
                         chunk_idx=e.chunk, worker_id=self.worker_id)
@@ -87,10 +92,21 @@ class WorkerRecord:
                         f"{self.switches})", chunk_idx=row["idx"], worker_id=self.worker_id)
         return row
 
+    @property
+    def owner(self) -> int | None:
+        """The worker id chunk writes must match (None before registering: tests)."""
+        return self.worker_id if self.worker_id >= 0 else None
+
     def paused(self, idx: int) -> None:
-        """The chunk stopped at a step boundary: back to ready, its step kept."""
+        """The chunk stopped at a step boundary: back to ready, its step kept.
+
+        Only if it is still this worker's: a worker declared lost while it was stopped
+        (SIGSTOP, a long swap) finds its chunk reclaimed, maybe running elsewhere.
+        """
         s, sid = self.store, self.session_id
-        s.release_chunk(sid, idx)
+        if not s.release_chunk(sid, idx, worker_id=self.owner):
+            self.lost_claim = True
+            return
         s.add_event(sid, "chunk_paused", f"chunk {idx} left at a step boundary",
                     chunk_idx=idx, worker_id=self.worker_id)
 
@@ -112,8 +128,13 @@ class WorkerRecord:
     def fail(self, idx: int | None, msg: str) -> None:
         """A chunk (or the worker's setup) failed: the session fails with ``msg``."""
         s, sid = self.store, self.session_id
-        if idx is not None:
-            s.fail_chunk(sid, idx, msg)
+        if idx is not None and not s.fail_chunk(sid, idx, msg, worker_id=self.owner):
+            # Not ours anymore: the chunk's new owner decides; the session goes on.
+            self.lost_claim = True
+            s.add_event(sid, "worker_lost", f"worker {self.worker_id} failed on chunk {idx} "
+                        f"after losing it to another worker: {msg}", chunk_idx=idx,
+                        worker_id=self.owner)
+            return
         s.add_event(sid, "error", msg, chunk_idx=idx,
                     worker_id=self.worker_id if self.worker_id >= 0 else None)
         s.set_session_state(sid, "failed", error=msg)

@@ -162,8 +162,11 @@ class Worker:
                 self.finish(job, idx, recovered=True)
                 continue
             beat.reset_peak()
-            result = job.run_chunk(idx, seed=row["seed"],
-                                   should_stop=lambda: beat.desired != "run")
+            result = job.run_chunk(
+                idx, seed=row["seed"],
+                should_stop=lambda: beat.desired != "run" or self.record.lost_claim)
+            if self.record.lost_claim:
+                return "lost"  # reclaimed while stopped: the chunk is another worker's
             if result is None:
                 self.record.paused(idx)
                 self.chunk = None

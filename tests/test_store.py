@@ -504,3 +504,33 @@ def test_status_names_what_a_running_chunk_is_doing(store: Store,
     store.finish_chunk(sid, 0, seconds=1.0, seconds_per_step=0.1, peak_vram_torch=None,
                        peak_vram_nvml=None, budget="4e9", worker_id=wid)
     assert snapshot(store, sid)["chunks"][0]["phase"] is None  # done: nothing happening
+
+
+def test_a_worker_that_lost_its_chunk_never_touches_the_new_owners_claim(store: Store) -> None:
+    """Issue #14, defect 1: worker A is stopped (SIGSTOP) past its heartbeat timeout, A is
+    declared lost and its chunk goes to worker B; when A wakes up, its step report, its
+    pause and its failure must leave B's claim alone and the session running."""
+    from engine.progress import ProgressEvent
+    from sessions.records import WorkerRecord
+
+    sid = new_session(store)
+    store.init_chunks(sid, plan(1))
+    store.request(sid, "run")
+    store.set_session_state(sid, "running")
+    a = WorkerRecord(store, sid, "cuda:0")
+    a.register(pid=os.getpid(), host=HOST)
+    assert a.claim(None)["idx"] == 0
+    store.chunk_progress(sid, 0, step=1, steps=4, worker_id=a.worker_id)
+    assert store.reclaim_dead_workers(sid, timeout_s=5, now=time.time() + 60) == [0]
+    b = worker(store, sid)
+    assert store.claim_chunk(sid, b)["idx"] == 0
+
+    a.progress(ProgressEvent(kind="step", chunk=0, role="anchor", step=2, steps=4))
+    a.paused(0)
+    a.fail(0, "RuntimeError: woke up confused")
+    chunk = store.chunks(sid)[0]
+    assert (chunk["status"], chunk["worker_id"], chunk["step"]) == ("running", b, 1)
+    assert store.get_session(sid)["state"] == "running"
+    assert a.lost_claim  # the worker loop stops at the next step boundary and exits
+    assert store.chunk_progress(sid, 0, step=2, steps=4, worker_id=b)
+    assert store.release_chunk(sid, 0, worker_id=b)  # the owner still can
