@@ -169,7 +169,7 @@ def cmd_session_new(args: argparse.Namespace) -> int:
     from engine.chunk_plan import make_plan
     from engine.cli_options import settings_from_args
     from engine.media import video_info
-    from sessions.paths import workspace_dir
+    from sessions.paths import fresh_workspace
     from sessions.session_job import settings_to_json
 
     store = _store()
@@ -198,7 +198,11 @@ def cmd_session_new(args: argparse.Namespace) -> int:
         name=args.name)
     # Resolved: a `sessions` folder linked to a shared mount is stored as the mount's
     # path, which the nodes of a Ray cluster see (docs/cluster.md).
-    store.set_workspace(sid, str(workspace_dir(sid).resolve()))
+    workspace, aside = fresh_workspace(sid)
+    store.set_workspace(sid, str(workspace.resolve()))
+    if aside is not None:
+        print(f"note: {workspace} held files of an earlier, deleted session; moved them to "
+              f"{aside}", file=sys.stderr)
     if args.json:
         print(json.dumps({"id": sid, "chunks": plan.num_chunks}))
     else:

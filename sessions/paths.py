@@ -6,6 +6,7 @@ Every function creates the folder it returns, so callers can write straight away
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import platformdirs
@@ -39,6 +40,22 @@ def workspace_dir(session_id: int, home: Path | str | None = None) -> Path:
     path = _root(home) / "sessions" / f"{session_id:04d}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def fresh_workspace(session_id: int, home: Path | str | None = None) -> tuple[Path, Path | None]:
+    """The new session's empty workspace, and where a leftover folder of that id went.
+
+    A store made before session ids were kept unique may hand out the id of a deleted
+    session whose folder is still there; that folder is moved aside (never deleted), so
+    the new session does not inherit its chunks.
+    """
+    path = workspace_dir(session_id, home)
+    if not any(path.iterdir()):
+        return path, None
+    aside = path.with_name(f"{path.name}.orphan-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    path.mkdir()
+    return path, aside
 
 
 def log_dir(home: Path | str | None = None) -> Path:

@@ -91,7 +91,15 @@ def _v2(db: Database) -> None:
     db["gpu_samples"].create_index(["t", "resolution"])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2]
+def _v3(db: Database) -> None:
+    """Session ids that never repeat: the last one handed out, kept past deletes (a
+    session's workspace folder is named by its id and must not pass to a new session)."""
+    db["counters"].create({"name": str, "last": int}, pk="name", not_null=["last"])
+    last = db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0]
+    db.execute("INSERT INTO counters (name, last) VALUES ('sessions', ?)", [last])
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

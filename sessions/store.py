@@ -299,8 +299,14 @@ class Store:
         now = time.time()
         with self._tx() as db:
             pid = self.get_project(project_id)["id"]
+            # Never an id a deleted session had: its workspace folder may still exist.
+            last = self._row("SELECT max(coalesce((SELECT last FROM counters WHERE name = "
+                             "'sessions'), 0), coalesce((SELECT max(id) FROM sessions), 0)) "
+                             "AS n")["n"]
+            db.execute("INSERT INTO counters (name, last) VALUES ('sessions', :n) "
+                       "ON CONFLICT (name) DO UPDATE SET last = :n", {"n": last + 1})
             table = db["sessions"].insert({
-                "project_id": pid, "name": name, "settings_json": json.dumps(settings),
+                "id": last + 1, "project_id": pid, "name": name, "settings_json": json.dumps(settings),
                 "seed": seed, "steps": steps, "cfg": cfg, "share_steps": _text(share_steps),
                 "share_blocks": _text(share_blocks), "anchor": anchor,
                 "budget": _text(budget), "ckpt": str(ckpt), "device": device,

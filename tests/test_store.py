@@ -381,6 +381,7 @@ def test_migration_from_v1_keeps_rows(db: Path) -> None:
         assert [e["message"] for e in s.events(1)] == ["old"]
         assert {"workers", "commands", "gpu_samples"} <= set(s.db.table_names())
         assert s.register_worker(1, pid=1, host="h", device="cpu") == 1
+        assert new_session(s, "legacy") == 2  # ids continue after the migrated ones
     with Store(db) as s:  # opening again migrates nothing
         assert schema.user_version(s.db) == schema.CURRENT_VERSION
 
@@ -534,3 +535,25 @@ def test_a_worker_that_lost_its_chunk_never_touches_the_new_owners_claim(store: 
     assert a.lost_claim  # the worker loop stops at the next step boundary and exits
     assert store.chunk_progress(sid, 0, step=2, steps=4, worker_id=b)
     assert store.release_chunk(sid, 0, worker_id=b)  # the owner still can
+
+
+def test_session_ids_never_repeat_after_a_delete(store: Store) -> None:
+    """Issue #14, defect 3: a session's workspace folder is named by its id."""
+    first, second = new_session(store), new_session(store)
+    store.delete_session(second)
+    third = new_session(store)
+    assert (first, second, third) == (1, 2, 3)
+    store.delete_session(third)
+    store.delete_session(first)
+    assert new_session(store) == 4
+
+
+def test_a_leftover_workspace_folder_is_moved_aside_not_inherited(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    old = paths.workspace_dir(3, home)
+    (old / "chunks").mkdir()
+    (old / "chunks" / "frames.npy").write_bytes(b"old frames")
+    fresh, aside = paths.fresh_workspace(3, home)
+    assert fresh == old and list(fresh.iterdir()) == []
+    assert aside is not None and (aside / "chunks" / "frames.npy").read_bytes() == b"old frames"
+    assert paths.fresh_workspace(3, home) == (fresh, None)  # empty: nothing to move
