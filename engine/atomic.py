@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,6 +45,21 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         if _is_disk_full(e, target.parent):
             raise DiskFullError(errno.ENOSPC, "No space left on device", str(target)) from e
         raise
+
+
+# mkstemp's names above: ".<target name>.<8 random characters>.tmp<suffix>".
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?$")
+
+
+def leftover_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Temp files of atomic writes that never finished (the writer was killed).
+
+    Only safe to remove while nothing writes under ``folder``.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob(".*.tmp*") if p.is_file() and _TEMP_NAME.match(p.name))
 
 
 class DiskFullError(OSError):

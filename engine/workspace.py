@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.atomic import leftover_temps
+
 KINDS = {
     "anchor cache (K/V, maps)": "cache/anchor/*",
     "resume states": "chunks/*/state.safetensors",
@@ -15,15 +17,23 @@ KINDS = {
 }
 
 
+TEMPS = "interrupted writes (temp files)"
+
+
 def disk_usage(out: str | Path) -> dict[str, int]:
     out = Path(out)
-    return {kind: sum(p.stat().st_size for p in out.glob(pattern) if p.is_file())
-            for kind, pattern in KINDS.items()}
+    usage = {kind: sum(p.stat().st_size for p in out.glob(pattern) if p.is_file())
+             for kind, pattern in KINDS.items()}
+    usage[TEMPS] = sum(p.stat().st_size for p in leftover_temps(out))
+    return usage
 
 
-def clearable(out: str | Path, chunks: Mapping[int, tuple[str, str]]) -> list[Path]:
+def clearable(out: str | Path, chunks: Mapping[int, tuple[str, str]],
+              writers_running: bool = False) -> list[Path]:
     """Files no unfinished chunk still needs. ``chunks``: index -> (role, status).
 
+    Temp files of interrupted writes go too, unless ``writers_running`` (a live
+    worker's temp file is a write in progress).
     The anchor's cache is read by base chunks: it goes once every base chunk is
     done. Conditions go once every chunk is done. Resume states of finished
     chunks are leftovers. Frames stay: they are the results the merge reads.
@@ -40,4 +50,6 @@ def clearable(out: str | Path, chunks: Mapping[int, tuple[str, str]]) -> list[Pa
         state = out / "chunks" / f"{i:03d}" / "state.safetensors"
         if state.exists():
             files.append(state)
+    if not writers_running:
+        files += leftover_temps(out)
     return files

@@ -429,7 +429,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{kind:<28} {size / 1e6:>10.1f} MB")
     if args.clear:
         chunks = {c["idx"]: (c["role"], c["status"]) for c in store.chunks(args.session)}
-        files = clearable(out, chunks)
+        files = clearable(out, chunks, bool(store.workers(args.session, live_only=True)))
         freed = sum(p.stat().st_size for p in files)
         for p in files:
             p.unlink()

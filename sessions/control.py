@@ -6,6 +6,7 @@ and by starting processes, never by importing the engine's generation code.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_json
+from engine.atomic import atomic_write_json, leftover_temps
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
 from sessions.store import WORKER_TIMEOUT_S, Store, StoreError, pid_alive
@@ -266,6 +267,7 @@ def resume(store: Store, session_id: int, devices: list[str], home: Path | None 
 def _resume_locked(store: Store, session_id: int, devices: list[str], home: Path | None,
                    reap: bool, executor: str | None, ray: dict[str, Any] | None) -> list[int]:
     _refuse_if_running(store, session_id, home)
+    _remove_leftover_temps(store, session_id)
     # Workers on this host whose process is gone are found at once (pid check).
     store.reclaim_dead_workers(session_id, timeout_s=WORKER_TIMEOUT_S)
     for c in store.chunks(session_id):
@@ -278,6 +280,23 @@ def _resume_locked(store: Store, session_id: int, devices: list[str], home: Path
         options = ray_options(store.get_session(session_id), ray, stored)
         return [start_ray_driver(store, session_id, options, home, reap)]
     return _spawn_workers(store, session_id, devices, home, reap)
+
+
+def _remove_leftover_temps(store: Store, session_id: int) -> None:
+    """Temp files that killed writers left (0.8 GB each in a full-size anchor cache).
+
+    Under the start lock with no worker running, so none of them is a write in progress.
+    """
+    workspace = store.get_session(session_id)["workspace"]
+    temps = leftover_temps(workspace) if workspace else []
+    freed = 0
+    for p in temps:
+        with contextlib.suppress(FileNotFoundError):
+            freed += p.stat().st_size
+            p.unlink()
+    if temps:
+        store.add_event(session_id, "cleanup", f"removed {len(temps)} temp files of "
+                        f"interrupted writes ({freed / 1e6:.1f} MB)")
 
 
 def request_stop(store: Store, session_id: int, kind: str) -> str:

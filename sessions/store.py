@@ -306,7 +306,8 @@ class Store:
             db.execute("INSERT INTO counters (name, last) VALUES ('sessions', :n) "
                        "ON CONFLICT (name) DO UPDATE SET last = :n", {"n": last + 1})
             table = db["sessions"].insert({
-                "id": last + 1, "project_id": pid, "name": name, "settings_json": json.dumps(settings),
+                "id": last + 1, "project_id": pid, "name": name,
+                "settings_json": json.dumps(settings),
                 "seed": seed, "steps": steps, "cfg": cfg, "share_steps": _text(share_steps),
                 "share_blocks": _text(share_blocks), "anchor": anchor,
                 "budget": _text(budget), "ckpt": str(ckpt), "device": device,

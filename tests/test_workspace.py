@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+from engine.atomic import leftover_temps
 from engine.workspace import clearable, disk_usage
 
 
@@ -58,3 +61,50 @@ def test_everything_done_frees_cache_conditions_and_leftover_states(tmp_path: Pa
     assert files == {"cache/anchor/kv_s000_b002_pos.safetensors", "cache/anchor/manifest.json",
                      "conditions.safetensors", "chunks/001/state.safetensors"}
     assert not any("frames.npy" in f for f in files)  # results stay
+
+
+def _killed_writer(target: Path, size: int) -> None:
+    """A process killed inside an atomic write: its temp file stays next to ``target``."""
+    code = ("import os, sys\n"
+            "from engine.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1], suffix='.mp4') as tmp:\n"
+            "    tmp.write_bytes(b'x' * int(sys.argv[2]))\n"
+            "    os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, str(target), str(size)], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+
+
+def test_temp_files_of_killed_writes_are_found_and_cleared_when_nothing_writes(
+        tmp_path: Path) -> None:
+    """Issue #14, defect 6: interrupted atomic writes leave temp files (0.8 GB each in a
+    full-size anchor cache) that nothing removed."""
+    ws = _workspace(tmp_path)
+    _killed_writer(ws / "cache/anchor/x_s000_b034_pos.safetensors", 40)
+    _killed_writer(ws / "video.mp4", 5)
+    _touch(ws / "chunks/000/.notes", 3)  # a user's hidden file is not a temp file
+    _touch(ws / "chunks/000/mine.tmp", 3)
+    temps = leftover_temps(ws)
+    assert len(temps) == 2 and {p.parent for p in temps} == {ws, ws / "cache/anchor"}
+    assert disk_usage(ws)["interrupted writes (temp files)"] == 45
+    chunks = {i: (ROLES[i], "running") for i in ROLES}
+    assert set(temps) <= set(clearable(ws, chunks))
+    assert not set(temps) & set(clearable(ws, chunks, writers_running=True))
+
+
+def test_resume_removes_temp_files_before_workers_start(tmp_path: Path) -> None:
+    from sessions.control import _remove_leftover_temps
+    from sessions.store import Store
+
+    ws = _workspace(tmp_path / "ws")
+    _killed_writer(ws / "chunks/002/frames.npy", 64)
+    with Store(tmp_path / "posegen.db") as store:
+        pid = store.create_project("p", image="i", pose="p", hand="h", prompt="a man")
+        sid = store.create_session(pid, settings={}, seed=0, steps=2, cfg=5.0,
+                                   share_steps="0 1", share_blocks="0 1", anchor=0,
+                                   budget=None, ckpt="/c", device="cpu", gpus="cpu",
+                                   workspace=str(ws))
+        _remove_leftover_temps(store, sid)
+        assert leftover_temps(ws) == []
+        assert (ws / "chunks/002/frames.npy").read_bytes() == b"x" * 30  # the real file
+        assert any(e["kind"] == "cleanup" and "1 temp files" in e["message"]
+                   for e in store.events(sid))
