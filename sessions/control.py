@@ -117,7 +117,7 @@ def _spawn_workers(store: Store, session_id: int, devices: list[str],
 
 def _detached(cmd: list[str], log: Path, env: dict[str, str], reap: bool) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as logf:
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as logf:
         # A new process session: no controlling terminal, so SIGHUP from a closed
         # SSH connection or terminal never reaches the worker.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,

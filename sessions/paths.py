@@ -18,15 +18,24 @@ def home() -> Path:
     """``$POSEGEN_HOME`` if set, else the platform's per-user data folder."""
     env = os.environ.get("POSEGEN_HOME")
     root = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("posegen"))
-    root.mkdir(parents=True, exist_ok=True)
+    _private_dir(root)
     return root
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only: prompts, frames and logs live below,
+    and on a shared GPU server other users must not read them. An existing folder keeps
+    the permissions its owner gave it."""
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
 
 
 def _root(root: Path | str | None) -> Path:
     if root is None:
         return home()
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    _private_dir(path)
     return path
 
 

@@ -130,12 +130,16 @@ class Store:
                 raise StoreError(f"cannot create {self.path.parent} ({e.strerror}); check its "
                                  "permissions or set POSEGEN_HOME to a writable folder") from e
             target, uri = str(self.path), False
+        new = not self.readonly and not self.path.exists()
         try:
             # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE.
-            return sqlite3.connect(target, uri=uri, timeout=self.busy_timeout_ms / 1000,
+            conn = sqlite3.connect(target, uri=uri, timeout=self.busy_timeout_ms / 1000,
                                    isolation_level=None)
         except sqlite3.Error as e:
             raise self._error(e) from e
+        if new:  # owner-only, like the home folder: prompts and paths are private
+            os.chmod(self.path, 0o600)
+        return conn
 
     def _configure(self) -> None:
         ex = self.db.execute

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -557,3 +558,24 @@ def test_a_leftover_workspace_folder_is_moved_aside_not_inherited(tmp_path: Path
     assert fresh == old and list(fresh.iterdir()) == []
     assert aside is not None and (aside / "chunks" / "frames.npy").read_bytes() == b"old frames"
     assert paths.fresh_workspace(3, home) == (fresh, None)  # empty: nothing to move
+
+
+def test_home_database_and_logs_are_private(tmp_path: Path) -> None:
+    """Issue #14, defect 8: on a shared GPU server other users must not read prompts,
+    frames or logs: the home folder is created 0700 and the database 0600."""
+    home = tmp_path / "new-home"
+    db = paths.db_path(home)
+    with Store(db):
+        pass
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    log = paths.log_dir(home) / "w.log"
+    from sessions.control import _detached
+
+    pid = _detached([sys.executable, "-c", "print('hi')"], log, dict(os.environ), reap=False)
+    end = time.monotonic() + 60
+    while "hi" not in (log.read_text() if log.exists() else "") and time.monotonic() < end:
+        time.sleep(0.05)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
