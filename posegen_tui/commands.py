@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from posegen_tui.data.store_access import opened
+from posegen_tui.safe_text import highlight, plain, printable
 
 if TYPE_CHECKING:
     from posegen_tui.app import PosegenApp
@@ -51,11 +52,11 @@ class PosegenCommands(Provider):
                     ("Budget tuning for", screen.action_budget, "peak VRAM vs -p (b)")):
                 cmds.append((f"{verb} session {sid}", action, help_text))
         for s in reversed(self.sessions):
-            cmds.append((f"Open session {s['id']}: {s['project_name']} ({s['state']})",
+            cmds.append((f"Open session {s['id']}: {printable(s['project_name'])} ({s['state']})",
                          partial(app.open_session, s["id"]),
                          f"{s['chunks_done']}/{s['chunks_total']} chunks done"))
         for p in self.projects:
-            cmds.append((f"New session of {p['name']}", partial(app.new_session, p),
+            cmds.append((f"New session of {printable(p['name'])}", partial(app.new_session, p),
                          "settings form with the spec's defaults"))
         cmds += [("New project", app.new_project,
                   "image, pose/hand clips or Sapiens outputs, prompt"),
@@ -66,11 +67,11 @@ class PosegenCommands(Provider):
 
     async def discover(self) -> Hits:
         for text, call, help_text in self.commands():
-            yield DiscoveryHit(text, call, help=help_text)
+            yield DiscoveryHit(plain(text), call, text=text, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, call, help_text in self.commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), call, help=help_text)
+                yield Hit(score, highlight(matcher, text), call, text=text, help=help_text)

@@ -82,6 +82,15 @@ def _zombie(pid: int) -> bool:
         return False
 
 
+def _check_printable(what: str, value: str) -> None:
+    """Names are shown in terminals: no escape sequences or other control characters."""
+    if not value.isprintable():
+        bad = next(ch for ch in value if not ch.isprintable())
+        raise StoreError(f"{what} {value.encode('unicode_escape').decode('ascii')!r} holds the "
+                         f"control character {bad.encode('unicode_escape').decode('ascii')}; "
+                         "use printable characters only")
+
+
 def _text(value: Any, sep: str = " ") -> str | None:
     """Settings given as a list or a string are stored as the text the user would type."""
     if value is None or isinstance(value, str):
@@ -244,6 +253,7 @@ class Store:
                        framing: str | None = None, driving: str | None = None) -> int:
         if not name or not name.strip():
             raise StoreError("project name is empty; give the project a name")
+        _check_printable("project name", name)
         if framing is not None:
             _one_of("framing", framing, FRAMINGS)
         with self._tx() as db:
@@ -300,6 +310,8 @@ class Store:
                        share_blocks: str | Sequence[int], anchor: int,
                        budget: str | None, ckpt: str, device: str, gpus: str | Sequence[Any],
                        workspace: str | Path | None = None, name: str | None = None) -> int:
+        if name is not None:
+            _check_printable("session name", name)
         now = time.time()
         with self._tx() as db:
             pid = self.get_project(project_id)["id"]

@@ -16,6 +16,7 @@ from posegen_tui import fmt
 from posegen_tui.data.loaders import BudgetData, load_budget
 from posegen_tui.data.tuning import MARGIN, suggest
 from posegen_tui.runner import ReceivesResults
+from posegen_tui.safe_text import printable
 from posegen_tui.widgets.form_row import FormInput
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class BudgetScreen(ReceivesResults, Screen[None]):
     def apply(self, data: BudgetData) -> None:
         self.data = data
         self.query_one("#budget-title", Static).update(Text.assemble(
-            ("Budget tuning", "bold"), f" · project {data.project['name']} · "
+            ("Budget tuning", "bold"), f" · project {printable(data.project['name'])} · "
             f"{len(data.points)} finished chunks in {data.sessions} sessions"))
         table = self.query_one(DataTable)
         table.clear()

@@ -10,6 +10,7 @@ from textual.widgets import Label, Static
 
 from posegen_tui.data import actions
 from posegen_tui.data.forms import CKPT_ENV, session_defaults
+from posegen_tui.safe_text import plain
 from posegen_tui.screens.form_screen import FormScreen
 from posegen_tui.widgets.form_row import FormRow
 
@@ -36,7 +37,7 @@ class NewSessionScreen(FormScreen):
         defaults = session_defaults(self.project)
         framing = self.project.get("framing") or "half-body"
         with Vertical(classes="dialog form"):
-            yield Label(f"New session of {self.project['name']} ({framing})",
+            yield Label(plain(f"New session of {self.project['name']} ({framing})"),
                         classes="dialog-title")
             with VerticalScroll(classes="form-fields"):
                 for label, key, hint in FIELDS:

@@ -16,6 +16,7 @@ from posegen_tui import fmt
 from posegen_tui.data import actions
 from posegen_tui.data.loaders import ProjectsData, load_projects
 from posegen_tui.runner import ACTIONS, ReceivesResults
+from posegen_tui.safe_text import printable
 from posegen_tui.screens.confirm import ConfirmScreen
 from posegen_tui.widgets.projects_table import ProjectsTable, row_key
 from sessions.control import ACTIVE_STATES
@@ -123,8 +124,8 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
                 t.append(f"\n! {s['error']}", "bold red")
             t.append("\nEnter opens it.", "dim")
         else:
-            t.append(f"{project['name']}: ", "bold")
-            t.append(project["prompt"])
+            t.append(f"{printable(project['name'])}: ", "bold")
+            t.append(printable(project["prompt"]))
             t.append(f"\nimage {_name(project['image'])} · pose {_name(project['pose'])} · "
                      f"hand {_name(project['hand'])} · created "
                      f"{fmt.age(project['created_at'], data.loaded_at)} ago", "dim")

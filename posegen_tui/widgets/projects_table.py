@@ -10,6 +10,7 @@ from textual.widgets import DataTable
 
 from posegen_tui import fmt
 from posegen_tui.data.loaders import ProjectsData
+from posegen_tui.safe_text import printable
 from posegen_tui.widgets.status_style import state_style
 
 COLUMNS = ("id", "project / session", "state", "chunks", "age")
@@ -82,7 +83,7 @@ def _rows(data: ProjectsData, now: float) -> Iterator[tuple[str, tuple[Text | st
     """(row key, cells) of every project and, under it, its sessions."""
     for p in data.projects:
         sessions = p["sessions"]
-        title = Text(p["name"], "bold")
+        title = Text(printable(p["name"]), "bold")
         title.append(f" ({p.get('framing') or 'half-body'})", "dim")
         if p.get("archived"):
             title.append(" [archived]", "dim")
@@ -93,7 +94,7 @@ def _rows(data: ProjectsData, now: float) -> Iterator[tuple[str, tuple[Text | st
         for s in sessions:
             label = Text(f"  session {s['id']}")
             if s.get("name"):
-                label.append(f" {s['name']}", "italic")
+                label.append(f" {printable(s['name'])}", "italic")
             label.append(f"  {s.get('device') or 'cpu'}", "dim")
             if s.get("archived"):
                 label.append(" [archived]", "dim")

@@ -7,16 +7,17 @@ from textual.widgets import Static
 
 from posegen_tui import fmt
 from posegen_tui.data.loaders import SessionData
+from posegen_tui.safe_text import printable
 from posegen_tui.widgets.status_style import state_style
 
 
 class SessionHeader(Static):
     def show(self, data: SessionData) -> None:
         s = data.session
-        name = f" {s['name']}" if s.get("name") else ""
+        name = f" {printable(s['name'])}" if s.get("name") else ""
         live = sum(1 for w in data.workers if w["alive"])
         text = Text.assemble(
-            (f"Session {s['id']}{name}", "bold"), f" · {data.project['name']} · ",
+            (f"Session {s['id']}{name}", "bold"), f" · {printable(data.project['name'])} · ",
             (data.state.upper(), state_style(data.state)),
             f" · {data.done}/{len(data.chunks)} chunks · ETA ",
             (fmt.eta(data.eta_seconds), "bold"))

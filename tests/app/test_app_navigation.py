@@ -105,3 +105,54 @@ def test_archive_and_delete_ask_first(home: Path) -> None:
         assert "session:3" not in keys(pilot)
 
     run(home, script, auto_open=False)
+
+
+HOSTILE = "[@click=app.quit]evil [/bold] \\[x]"
+
+
+def test_markup_in_a_project_name_is_shown_not_obeyed(home: Path) -> None:
+    """Issue #14, defect 8: a project name reaches the screen as text: its brackets are
+    neither styles nor actions, in the palette and in the new-session form."""
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    from posegen_tui.screens.new_session import NewSessionScreen
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    with Store(db_path(home)) as store:
+        store.create_project(HOSTILE, image="i.png", pose="p.mp4", hand="h.mp4",
+                             prompt="a woman dances")
+
+    def hits(pilot: Pilot) -> list[str]:
+        if not isinstance(pilot.app.screen, CommandPalette):
+            return []
+        options = pilot.app.screen.query_one(OptionList).options
+        return [str(o.prompt) for o in options]
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette))
+        await pilot.press(*"evil")
+        await until(pilot, lambda: any(HOSTILE in h for h in hits(pilot)))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, NewSessionScreen))
+        title = pilot.app.screen.query_one(".dialog-title")
+        assert HOSTILE in str(title.render())
+        assert pilot.app.is_running
+
+    run(home, script, auto_open=False)
+
+
+def test_control_characters_in_names_are_refused(tmp_path: Path) -> None:
+    from sessions.store import Store, StoreError
+
+    with Store(tmp_path / "db") as store:
+        with pytest.raises(StoreError, match=r"\\x1b"):
+            store.create_project("a\x1b]0;pwned\x07", image="i", pose="p", hand="h",
+                                 prompt="a man")
+        pid = store.create_project("fine", image="i", pose="p", hand="h", prompt="a man")
+        with pytest.raises(StoreError, match="session name"):
+            store.create_session(pid, settings={}, seed=0, steps=1, cfg=1.0, share_steps="0 1",
+                                 share_blocks="0 1", anchor=0, budget=None, ckpt="c",
+                                 device="cpu", gpus="cpu", name="x\x1b[2J")
