@@ -14,7 +14,8 @@ from engine.prompt import PromptError
 
 # Errors a user can fix: printed as one line, no traceback.
 USER_ERRORS = (BudgetError, CheckpointError, ChunkPlanError, JobError, CacheMismatchError,
-               MediaError, PromptError, InputError, FileNotFoundError, PermissionError)
+               MediaError, PromptError, InputError, FileNotFoundError, PermissionError,
+               NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.errors import JobError
 from engine.prompt import read_prompt_file
-from engine.settings import VAE_TILINGS, Budget, JobInputs, JobSettings, parse_budget
+from engine.settings import (
+    VAE_TILINGS,
+    Budget,
+    JobInputs,
+    JobSettings,
+    parse_budget,
+    parse_device,
+)
 
 DEFAULTS = JobSettings()
 
@@ -47,7 +55,7 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
     g.add_argument("--head", type=int, default=DEFAULTS.head, help="head overlap Hd")
     g.add_argument("--tail", type=int, default=DEFAULTS.tail, help="tail overlap Tl")
     g = p.add_argument_group("hardware")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     g.add_argument("-p", "--budget", default="none",
                    help="DiT parameters kept on the GPU: 4e9, 4G, 4*10**9, auto (the most that "
                         "fits the GPU's free memory) or none (all)")
@@ -57,6 +65,13 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
                    help="release: encode the pose/hand clips and decode in the release's "
                         "tiles (its exact numbers; default); none: whole frames, faster, "
                         "differs from the release at tile seams (docs/engine.md#numerics)")
+
+
+def device_arg(text: str) -> str:
+    try:
+        return parse_device(text)
+    except JobError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--device {text!r}: ")) from None
 
 
 def settings_from_args(args: argparse.Namespace) -> JobSettings:

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_json
 from engine.budget import Budget
+from engine.checkpoint.dit_loader import check_share_blocks
 from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
 from engine.chunk_plan import ChunkPlan, make_plan
 from engine.conditions import condition_clip, frame_mask
@@ -152,6 +153,15 @@ class Job:
         """Validate everything, read the driving clips, plan, and claim the workspace."""
         self.settings.validate()
         check_layout(self.layout)
+        check_share_blocks(self.settings.share_blocks, self.layout.dit_dir("base"))
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise JobError(f"--device {self.device}: this machine's torch sees no CUDA GPU "
+                           f"(torch {torch.__version__}); use --device cpu, or a CUDA build "
+                           "of torch on a machine with an NVIDIA driver")
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise JobError(f"--device {self.device}: this machine has "
+                           f"{torch.cuda.device_count()} visible GPU(s), numbered from 0")
         find_keyword(clean_prompt(self.inputs.prompt))  # fail before any heavy work
         for name, path in (("--image", self.inputs.image), ("--pose", self.inputs.pose),
                            ("--hand", self.inputs.hand)):

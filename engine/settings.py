@@ -83,6 +83,19 @@ class ShareSettings:
                              f"{num_layers} (the DiT's number of blocks)")
 
 
+MAX_SIDE = 4096
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d{1,3})$")
+
+
+def parse_device(text: str) -> str:
+    """A torch device string workers accept: cpu, cuda or cuda:N (never evaluated)."""
+    value = text.strip()
+    if not _DEVICE.match(value):
+        raise JobError(f"--device {text!r}: use cpu, cuda or cuda:N (N the GPU index, as "
+                       "nvidia-smi numbers them)")
+    return value
+
+
 @dataclass(frozen=True)
 class JobInputs:
     image: Path
@@ -129,6 +142,15 @@ class JobSettings:
             if v < 16 or v % 16:
                 raise JobError(f"{name} {v}: must be a positive multiple of 16 "
                                "(VAE 8x times DiT patch 2)")
+        for name, v in (("--height", self.height), ("--width", self.width)):
+            if v > MAX_SIDE:
+                raise JobError(f"{name} {v}: at most {MAX_SIDE} (the release runs 1280x720; "
+                               "attention cost grows with the square of the pixel count)")
+        if not math.isfinite(self.cfg_scale) or self.cfg_scale < 0:
+            raise JobError(f"--cfg {self.cfg_scale}: must be a finite number >= 0 (the release "
+                           "uses 5; 1 turns the negative prompt off)")
+        if not math.isfinite(self.shift) or self.shift <= 0:
+            raise JobError(f"--shift {self.shift}: must be a finite number > 0 (default 5)")
         if self.steps < 1:
             raise JobError(f"--steps {self.steps}: need at least one sampling step")
         s0, s1 = self.share_steps

@@ -30,6 +30,30 @@ def _store():
     return Store(db_path())
 
 
+def row_id(text: str) -> int:
+    """A session id as argparse takes it: a positive integer SQLite can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a session id (a number; "
+                                          "`posegen status` lists them)") from None
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text}: no such session id (ids are 1, 2, ...; "
+                                          "`posegen status` lists them)")
+    return value
+
+
+def chunk_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a chunk index (0, 1, ...)") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text}: no such chunk (indices are 0, 1, ...; "
+                                          "`posegen status SESSION` lists them)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.cli_options import add_generation_options
 
@@ -71,39 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("pause", "pause at the next step boundary (frees the GPU)"),
                            ("stop", "stop at the next step boundary")):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("session", type=int)
+        c.add_argument("session", type=row_id)
         c.set_defaults(func=cmd_pause_stop, kind=name)
 
     stt = sub.add_parser("status", help="sessions overview, or one session")
-    stt.add_argument("session", type=int, nargs="?")
+    stt.add_argument("session", type=row_id, nargs="?")
     stt.add_argument("--json", action="store_true")
     stt.set_defaults(func=cmd_status)
     lg = sub.add_parser("logs", help="a session's events and worker log")
-    lg.add_argument("session", type=int)
+    lg.add_argument("session", type=row_id)
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-n", "--lines", type=int, default=40)
     lg.set_defaults(func=cmd_logs)
     rt = sub.add_parser("retry", help="generate one chunk again (and what depends on it)")
-    rt.add_argument("session", type=int)
-    rt.add_argument("chunk", type=int)
+    rt.add_argument("session", type=row_id)
+    rt.add_argument("chunk", type=chunk_index)
     rt.add_argument("--seed", type=int)
     rt.set_defaults(func=cmd_retry)
     m = sub.add_parser("merge", help="merge the finished chunks into video.mp4")
-    m.add_argument("session", type=int)
+    m.add_argument("session", type=row_id)
     m.set_defaults(func=cmd_merge)
     ca = sub.add_parser("cache", help="disk use of a session; --clear frees what is not needed")
-    ca.add_argument("session", type=int)
+    ca.add_argument("session", type=row_id)
     ca.add_argument("--clear", action="store_true")
     ca.set_defaults(func=cmd_cache)
     w = sub.add_parser("wait", help="wait until a session is done (exit 0) or fails")
-    w.add_argument("session", type=int)
+    w.add_argument("session", type=row_id)
     w.add_argument("--timeout", type=float)
     w.set_defaults(func=cmd_wait)
     return p
 
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("session", type=int)
+    p.add_argument("session", type=row_id)
     p.add_argument("--gpus", help="one worker per GPU, e.g. 0,1,2,3")
     p.add_argument("--workers", type=int, help="number of CPU workers (CPU sessions)")
     p.add_argument("--executor", choices=("local", "ray"),
@@ -151,20 +175,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_share_blocks(settings, layout) -> None:
-    """-b against the checkpoint's block count, now rather than after a worker loads it."""
-    from engine.checkpoint.dit_loader import read_config
-    from engine.errors import JobError
-
-    layers = read_config(layout.dit_dir("base")).num_layers
-    b0, b1 = settings.share_blocks
-    if not 0 <= b0 < b1 <= layers:
-        raise JobError(f"-b {b0} {b1}: the shared blocks must lie within the DiT's {layers} "
-                       f"blocks (0 <= start < end <= {layers}, from "
-                       f"{layout.dit_dir('base') / 'model_config.json'})")
-
-
 def cmd_session_new(args: argparse.Namespace) -> int:
+    from engine.checkpoint.dit_loader import check_share_blocks
     from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
     from engine.chunk_plan import make_plan
     from engine.cli_options import settings_from_args
@@ -182,7 +194,7 @@ def cmd_session_new(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint_dir(args.ckpt).resolve()
     layout = CheckpointLayout(ckpt)
     check_layout(layout)
-    _check_share_blocks(settings, layout)
+    check_share_blocks(settings.share_blocks, layout.dit_dir("base"))
     frames = video_info(project["pose"])[0]
     plan = make_plan(frames, settings.spec, settings.num_chunks, settings.anchor, settings.pad)
     from engine.budget import parse_budget

@@ -26,6 +26,9 @@ def _private_dir(path: Path) -> None:
     """Create ``path`` readable by its owner only: prompts, frames and logs live below,
     and on a shared GPU server other users must not read them. An existing folder keeps
     the permissions its owner gave it."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a folder; posegen keeps its database "
+                                 "and sessions in a folder: point POSEGEN_HOME at one")
     if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir(mode=0o700, exist_ok=True)

@@ -109,3 +109,23 @@ def test_kill_9_mid_chunk_then_resume_matches_uninterrupted(
     for got, want in zip(chunk_frames(out), chunk_frames(reference_run), strict=True):
         np.testing.assert_array_equal(got, want)
     assert video_info(out / "video.mp4")[0] == SAMPLE_FRAMES
+
+
+def test_settings_the_checkpoint_or_machine_cannot_run_are_refused_before_loading(
+        tiny_ckpt: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """Issue #14, defect 4: one line naming the value and the fix, before any model loads
+    (before: a traceback after the models had loaded)."""
+    import torch
+
+    layers = json.loads((tiny_ckpt / "720p-81f-base" / "model_config.json").read_text())[
+        "num_layers"]
+    cases = [(["--steps", "1", "-s", "0", "2"], "-s 0 2"),
+             (["-b", "0", str(layers + 1)], "model_config.json")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no CUDA GPU"))
+    for extra, words in cases:
+        proc = run(generate_args(tiny_ckpt, sample_dir, tmp_path / "out", *extra))
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out" / "conditions.safetensors").exists()  # nothing loaded

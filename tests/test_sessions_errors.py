@@ -186,3 +186,31 @@ def test_share_steps_and_blocks_are_checked_when_the_session_is_made(home: Path,
     line = one_line_error(posegen(home, *args, "-b", "0", str(layers + 1)))
     assert f"-b 0 {layers + 1}" in line and "model_config.json" in line
     assert Store(db_path(home)).list_sessions() == []
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--device", "bogus"], ["--device", "cpu, cuda or cuda:N"]),
+    (["--cfg", "nan"], ["--cfg nan", "finite"]),
+    (["--height", "16000"], ["--height 16000", "4096"]),
+])
+def test_bad_settings_are_refused_by_session_new(home: Path, tiny_ckpt: Path, extra: list[str],
+                                                 words: list[str]) -> None:
+    """Issue #14, defect 4: refused at once, with the fix; before they were accepted and
+    the session failed (or wrote a black video) minutes later."""
+    proc = posegen(home, "session", "new", "demo", "--ckpt", str(tiny_ckpt), *extra)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in proc.stderr
+    assert Store(db_path(home)).list_sessions() == []
+
+
+def test_impossible_session_ids_and_a_home_that_is_a_file(home: Path, tmp_path: Path) -> None:
+    for cmd in (["status", str(2**64)], ["logs", "0"], ["retry", "1", "-1"]):
+        proc = posegen(home, *cmd)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "no such" in proc.stderr
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    line = one_line_error(posegen(not_a_folder, "status"))
+    assert str(not_a_folder) in line and "POSEGEN_HOME" in line

@@ -47,6 +47,17 @@ def read_config(folder: Path) -> DiTConfig:
     return cfg
 
 
+def check_share_blocks(blocks: tuple[int, int] | list[int], folder: Path) -> None:
+    """-b against the DiT's block count, before anything is loaded."""
+    from engine.errors import JobError
+
+    layers = read_config(folder).num_layers
+    b0, b1 = blocks
+    if not 0 <= b0 < b1 <= layers:
+        raise JobError(f"-b {b0} {b1}: the shared blocks must lie within the DiT's {layers} "
+                       f"blocks (0 <= start < end <= {layers}, from {folder / CONFIG_FILE})")
+
+
 def _shards(folder: Path) -> list[Path]:
     shards = sorted(folder.glob("*.bin"))
     if not shards:
