@@ -2,7 +2,7 @@
 
 Engine commands (generate, ckpt, sample-inputs, prompt, check, prepare) plus the
 session commands:
-init, session new, start, status, logs, pause, resume, stop, retry, merge,
+init, session new, start, status, logs, pause, resume, stop [--now], retry, merge,
 cache, wait. The database and workspaces live in $POSEGEN_HOME (default: the
 platform's user data dir).
 """
@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                            ("stop", "stop at the next step boundary")):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("session", type=row_id)
+        if name == "stop":
+            c.add_argument("--now", action="store_true",
+                           help="kill the workers at once (as kill -9: finished chunks and "
+                                "saved steps are kept; `posegen resume` continues)")
         c.set_defaults(func=cmd_pause_stop, kind=name)
 
     stt = sub.add_parser("status", help="sessions overview, or one session")
@@ -310,8 +314,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_pause_stop(args: argparse.Namespace) -> int:
-    from sessions.control import request_stop
+    from sessions.control import request_stop, stop_now
 
+    if getattr(args, "now", False):
+        pids = stop_now(_store(), args.session)
+        print(f"session {args.session}: stopped at once ({len(pids)} process(es) killed); "
+              f"finished chunks are kept; continue with `posegen resume {args.session}`")
+        return 0
     state = request_stop(_store(), args.session, args.kind)
     print(f"session {args.session}: {state} (workers stop at their next step boundary)")
     return 0

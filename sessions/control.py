@@ -11,6 +11,8 @@ import fcntl
 import importlib.util
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -305,6 +307,42 @@ def request_stop(store: Store, session_id: int, kind: str) -> str:
     store.add_command(session_id, kind)
     store.request(session_id, kind)
     return store.get_session(session_id)["state"]
+
+
+def stop_now(store: Store, session_id: int, home: Path | None = None,
+             grace_s: float = 30.0) -> list[int]:
+    """Stop at once: this host's workers of the session (and its Ray driver) are killed,
+    as `kill -9` would, and their chunks go back to ready with their saved step.
+
+    Safe because every write is atomic and a chunk resumes from its last saved step:
+    what is finished stays, and `posegen resume` continues. Workers on other hosts stop
+    at their next step boundary. Returns the pids killed.
+    """
+    with _start_lock(session_id, home):  # no start/resume spawns workers meanwhile
+        request_stop(store, session_id, "stop")
+        host = socket.gethostname()
+        workers = store.workers(session_id)
+        mine = [w for w in workers if w["alive"] and w["host"] == host]
+        pids = [w["pid"] for w in mine]
+        pids += _spawned_unregistered(session_id, {w["pid"] for w in workers}, home)
+        driver = _ray_driver_pid(session_id, home)
+        if driver is not None and driver > 0:
+            pids.append(driver)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace_s
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for w in mine:
+            store.end_worker(w["id"], "killed")
+        if pids:
+            store.add_event(session_id, "stop_now", "stopped at once: killed pid "
+                            + ", ".join(map(str, pids)) + "; finished chunks and saved "
+                            f"steps are kept (`posegen resume {session_id}` continues)")
+        if not store.workers(session_id, live_only=True):
+            store.set_session_state(session_id, "stopped")
+    return pids
 
 
 def wait(store: Store, session_id: int, timeout: float | None = None,

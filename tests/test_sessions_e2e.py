@@ -27,7 +27,7 @@ from sessions_helpers import (
 from engine.media import load_frames, video_info
 from sessions.control import request_stop
 from sessions.paths import db_path
-from sessions.store import Store
+from sessions.store import Store, pid_alive
 
 STEPS = REFERENCE_STEPS  # the one-process reference_run fixture's step count
 
@@ -262,3 +262,28 @@ def test_retry_regenerates_chunk_and_its_dependents(home: Path, tiny_ckpt: Path,
     np.testing.assert_array_equal(got[4], want[4])
     assert not np.array_equal(got[2], want[2]), "a new seed must give new frames"
     assert json.loads((ws / "chunks" / "002" / "done.json").read_text())["extra"]["seed"] == 7
+
+
+def test_stop_now_kills_the_workers_keeps_the_work_and_resume_matches(
+        home: Path, tiny_ckpt: Path, reference: Path) -> None:
+    """Issue #14, defect 5: `posegen stop` waits for a step boundary, which a worker that
+    is loading models or encoding reaches only minutes later; `stop --now` ends the
+    workers at once, as kill -9 would, and nothing finished is lost."""
+    sid = make_session(home, tiny_ckpt, "demo", "--steps", STEPS)
+    store = Store(db_path(home))
+    ok(posegen(home, "start", str(sid)))
+    end = time.monotonic() + 120
+    while steps_done(store, sid) < 2 and time.monotonic() < end:
+        time.sleep(0.01)
+    pids = live_pids(home, sid)
+    assert pids
+    out = ok(posegen(home, "stop", str(sid), "--now"))
+    assert f"posegen resume {sid}" in out
+    assert not any(pid_alive(p) for p in pids)
+    snap = status(home, sid)
+    assert snap["state"] == "stopped"
+    assert not any(c["status"] == "running" for c in snap["chunks"])
+    assert any(e["kind"] == "stop_now" for e in store.events(sid))
+    ok(posegen(home, "resume", str(sid)))
+    ok(posegen(home, "wait", str(sid), "--timeout", "180"))
+    assert_same_frames(Path(snap["workspace"]), reference)
