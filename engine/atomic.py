@@ -110,10 +110,21 @@ def _fsync_file(path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    # Make the rename itself durable; not all filesystems allow opening a dir.
-    with contextlib.suppress(OSError):
+    """Make the rename itself durable.
+
+    Some filesystems cannot open or fsync a folder (EINVAL, EISDIR, EACCES...): the rename
+    stands, only its durability is not promised. An I/O error is different: the disk
+    failed to store what was just written, and the caller must hear it.
+    """
+    try:
         fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno == errno.EIO:
+            raise OSError(errno.EIO, f"the disk failed to store the folder {path} (I/O error "
+                          "on fsync); check the disk (dmesg), then resume", str(path)) from e
+    finally:
+        os.close(fd)

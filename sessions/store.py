@@ -16,9 +16,12 @@ Rules for callers:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -111,16 +114,39 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self.busy_timeout_ms = int(busy_timeout_ms)
-        conn = self._connect()
-        try:
-            self.db = Database(conn, execute_plugins=False)
-            self._configure()
-            self._check_schema()
-        except BaseException as e:
-            conn.close()
-            if isinstance(e, sqlite3.Error):
-                raise self._error(e, opening=True) from e
-            raise
+        with self._creation_lock():
+            conn = self._connect()
+            try:
+                self.db = Database(conn, execute_plugins=False)
+                self._configure()
+                self._check_schema()
+            except BaseException as e:
+                conn.close()
+                if isinstance(e, sqlite3.Error):
+                    raise self._error(e, opening=True) from e
+                raise
+
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Creating the file (connect, WAL header, schema) under a lock beside it.
+
+        A database file of 0 bytes is then never one being created (its creator holds
+        the lock until the header is written): it was truncated, and opening it would
+        silently start an empty store over the lost one.
+        """
+        if self.readonly or (self.path.is_file() and self.path.stat().st_size > 0):
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".create-lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file() and self.path.stat().st_size == 0:
+                raise StoreError(
+                    f"{self.path} is empty (0 bytes): the database was cut short (a full "
+                    "disk, an interrupted copy). Restore it from a backup, or move it aside "
+                    f"(`mv {self.path} {self.path}.empty`) and run `posegen init` to start a "
+                    "new one; the session folders beside it are untouched")
+            yield
 
     # -- connection -------------------------------------------------------------------
 
@@ -206,6 +232,13 @@ class Store:
             return StoreError(
                 f"cannot open or write {p} ({text}); check that you can write the file and "
                 f"its folder {p.parent} (permissions, owner, read-only mount)")
+        if "full" in low or "disk i/o" in low:
+            free = shutil.disk_usage(p.parent).free if p.parent.exists() else 0
+            what = "is full" if free < 64 << 20 else "reported an I/O error"
+            return StoreError(
+                f"the disk holding {p} {what} ({text}; {free / 1e6:.0f} MB free): free space "
+                f"there (`posegen cache SESSION --clear`, old session folders in "
+                f"{p.parent / 'sessions'}) and run the command again; saved work is kept")
         if "locked" in low or "busy" in low:
             return StoreError(
                 f"{p} is busy: another posegen process held its write lock for over "

@@ -579,3 +579,54 @@ def test_home_database_and_logs_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def test_a_zero_byte_database_is_refused_not_silently_replaced(tmp_path: Path) -> None:
+    """Issue #14, defect 7: an empty file (a full disk, a cut copy) opened as a fresh
+    store would lose every project and session without a word."""
+    db = tmp_path / "posegen.db"
+    db.write_bytes(b"")
+    with pytest.raises(StoreError) as err:
+        Store(db)
+    assert "0 bytes" in str(err.value) and f"mv {db}" in str(err.value)
+    assert db.stat().st_size == 0  # left as it was
+    db.unlink()
+    with Store(db) as s:  # a missing file is a new store, as always
+        assert s.list_projects() == []
+
+
+def test_concurrent_first_opens_all_succeed(tmp_path: Path) -> None:
+    """The creation lock: a 0-byte file is never one another process is creating."""
+    db = tmp_path / "fresh.db"
+    code = ("import sys; from sessions.store import Store\n"
+            "with Store(sys.argv[1]) as s: s.list_projects()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)],
+                              cwd=Path(__file__).resolve().parents[1],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+
+
+def test_a_full_disk_is_named_with_what_to_free(db: Path) -> None:
+    import sqlite3
+
+    with Store(db) as s:
+        err = s._error(sqlite3.OperationalError("database or disk is full"))
+    assert "disk holding" in str(err) and "--clear" in str(err) and str(db) in str(err)
+
+
+def test_an_io_error_syncing_a_folder_is_reported(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from engine import atomic
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fsync", failing)
+    with pytest.raises(OSError, match="dmesg"):
+        atomic._fsync_dir(tmp_path)
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.EINVAL, "Invalid argument")))
+    atomic._fsync_dir(tmp_path)  # a folder this filesystem cannot sync: not an error
