@@ -246,9 +246,13 @@ class RayDriver:
     def _connect(self) -> None:
         ray, address = self.ray, self.opts.address
         log(f"connecting to Ray at {address}")
+        # A private one-node Ray listens on loopback only, without a dashboard: nothing on
+        # the network can submit work to it (docs/cluster.md#security).
+        private = dict(_node_ip_address="127.0.0.1", include_dashboard=False)
         try:
             ray.init(address=None if address == "local" else address, namespace="posegen",
-                     logging_level="WARNING", log_to_driver=True)
+                     logging_level="WARNING", log_to_driver=True,
+                     **(private if address == "local" else {}))
         except (ConnectionError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StartFailed(

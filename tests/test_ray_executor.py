@@ -323,3 +323,23 @@ def test_ray_options_need_the_ray_executor(home: Path, tiny_ckpt: Path) -> None:
     assert proc.returncode == 2 and "--executor ray" in proc.stderr, proc.stderr
     proc = posegen(home, "start", str(sid), "--executor", "ray", "--gpus", "0,1")
     assert proc.returncode == 2 and "--ray-actors" in proc.stderr, proc.stderr
+
+
+def test_a_private_ray_listens_on_loopback_only(tmp_path: Path) -> None:
+    """Issue #14, defect 8: `--address local` must not open Ray to the network."""
+    from sessions.ray_driver import RayDriver, RayOptions
+
+    calls: list[dict] = []
+
+    class FakeRay:
+        def init(self, **kwargs: object) -> None:
+            calls.append(kwargs)
+
+    for address in ("local", "auto"):
+        driver = RayDriver(1, RayOptions(address=address), home=tmp_path)
+        driver.ray = FakeRay()
+        driver._connect()
+    local, auto = calls
+    assert local["address"] is None and local["_node_ip_address"] == "127.0.0.1"
+    assert local["include_dashboard"] is False
+    assert auto["address"] == "auto" and "_node_ip_address" not in auto
