@@ -113,3 +113,33 @@ def test_pose_pkl_never_runs_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "cut.pkl").write_bytes(pickle.dumps([[person()]])[:50])
     with pytest.raises(InputError, match=r"cut\.pkl: cannot read the pose pickle"):
         load_pose_pkl(tmp_path / "cut.pkl")
+
+
+class _Huge:
+    """Pickles as ``numpy.ndarray((6e9,), float32)``: 22 GiB declared in a few bytes."""
+
+    def __reduce__(self) -> tuple:
+        return (np.ndarray, ((6_000_000_000,), np.dtype(np.float32)))
+
+
+class _HugeHeader:
+    """Pickles as numpy's own ``_reconstruct`` with a huge shape instead of (0,)."""
+
+    def __reduce__(self) -> tuple:
+        return (np.ndarray.__reduce__(np.zeros(1))[0], (np.ndarray, (6_000_000_000,), b"b"))
+
+
+@pytest.mark.parametrize("bomb", [_Huge(), _HugeHeader()])
+def test_a_tiny_pose_pkl_cannot_allocate_what_it_declares(tmp_path: Path, bomb: object) -> None:
+    """Issue #14, defect 4: a 1.3 kB pose.pkl declared a 22 GiB array and got it. Arrays
+    come only through numpy's own pickling, whose bytes are in the file."""
+    path = tmp_path / "pose.pkl"
+    path.write_bytes(pickle.dumps([[{"keypoints": bomb, "keypoint_scores": bomb}]]))
+    assert path.stat().st_size < 2000
+    with pytest.raises(InputError, match=r"pose\.pkl: not a keypoint pickle") as err:
+        load_pose_pkl(path)
+    assert "ndarray" in str(err.value) or "array header" in str(err.value)
+    for protocol in (2, 5):  # numpy's own array pickles still load, at both protocols
+        ok = tmp_path / f"ok{protocol}.pkl"
+        ok.write_bytes(pickle.dumps([[person()]], protocol=protocol))
+        assert load_pose_pkl(ok)[0].keypoints.shape == (133, 2)

@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,35 @@ class _ArraysOnly(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise _ForbiddenClass(f"refusing to load {module}.{name}")
+        if (module, name) not in self._ALLOWED:
+            raise _ForbiddenClass(f"refusing to load {module}.{name}")
+        if name == "ndarray":
+            return _ArrayType
+        if name == "_reconstruct":
+            return partial(_reconstruct, super().find_class(module, name))
+        return super().find_class(module, name)
+
+
+class _ArrayType:
+    """Stands for ``numpy.ndarray`` inside a pose pickle.
+
+    numpy pickles name the class only as ``_reconstruct``'s first argument; called
+    directly (``ndarray(shape)``) it would allocate whatever a few bytes declare (a
+    1.3 kB file asked for 22 GiB). The array's bytes come with ``__setstate__``, bounded
+    by the file's own size.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise _ForbiddenClass("refusing to build numpy.ndarray directly (only numpy's own "
+                              "array pickling is accepted)")
+
+
+def _reconstruct(real: Any, subtype: Any, shape: Any, dtype: Any) -> Any:
+    if subtype is not _ArrayType:
+        raise _ForbiddenClass(f"refusing _reconstruct of {subtype!r}")
+    if int(np.prod(shape)) > 1:  # numpy writes (0,): the data follows in __setstate__
+        raise _ForbiddenClass(f"refusing an array header of shape {shape}")
+    return real(np.ndarray, shape, dtype)
 
 
 def load_pose_pkl(path: PathLike) -> list[PersonPose | None]:
