@@ -222,11 +222,17 @@ class Job:
         else:
             models = self._models()
             s = self.settings
-            (pos, neg), tokenizer = models.encode_texts([prompt, NEGATIVE_PROMPT])
+            tokenizer = models.tokenizer
+            try:  # before the text encoder loads: a prompt error costs no model load
+                keyword = tokenizer.token_index_of_char(prompt, char_pos)
+            except ValueError as e:
+                raise JobError(f"prompt: {e}; the text encoder reads the first "
+                               f"{tokenizer.seq_len} tokens, so put the subject word "
+                               "(woman, man, ...) early and shorten the prompt") from None
+            (pos, neg), _ = models.encode_texts([prompt, NEGATIVE_PROMPT])
             image = center_crop_resize(read_image(self.inputs.image), s.height, s.width)
             clip = models.encode_image(image)
             ref = models.encode_video(image, tiled=False).float().cpu()  # untiled, as the release
-            keyword = tokenizer.token_index_of_char(prompt, char_pos)
             cond = {"text_pos": pos, "text_neg": neg, "clip": clip, "ref": ref,
                     "keyword_token": torch.tensor([keyword])}
             with atomic_path(path) as tmp:

@@ -36,6 +36,7 @@ class ModelSet:
         self.predicted_peak: int | None = None
         self.vae_tiling = vae_tiling  # "release" (tiles as the release) or "none"
         self._vae = None
+        self._tokenizer: encoders.PromptTokenizer | None = None
         # The DiTs held, by kind: (model, placement, resolved budget, predicted peak).
         self._dits: dict[str, tuple[PoseGenDiT, Placement | None, int | None, int | None]] = {}
         self.placement: Placement | None = None
@@ -78,14 +79,22 @@ class ModelSet:
                                     self.vae_tiling == "release")
         return video.float().cpu()
 
+    @property
+    def tokenizer(self) -> encoders.PromptTokenizer:
+        """The umT5 tokenizer (loaded once; cheap, so prompts are checked before the T5)."""
+        if self._tokenizer is None:
+            with self._timed().phase("tokenizer_load"):
+                self._tokenizer = encoders.load_tokenizer(self.layout.tokenizer)
+        return self._tokenizer
+
     def encode_texts(self, texts: list[str]) -> tuple[list[torch.Tensor], object]:
         """T5 features of each text, and the tokenizer (for keyword positions).
 
         The text encoder is freed afterwards: at full size it is 11 GB the DiT needs.
         """
         clock = self._timed()
+        tokenizer = self.tokenizer
         with clock.phase("t5_load"):
-            tokenizer = encoders.load_tokenizer(self.layout.tokenizer)
             t5 = encoders.load_text_encoder(self.layout.text_encoder, device=self.device,
                                             dtype=self.dtype)
         with clock.phase("t5_encode"), torch.no_grad():

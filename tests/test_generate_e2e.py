@@ -129,3 +129,16 @@ def test_settings_the_checkpoint_or_machine_cannot_run_are_refused_before_loadin
         assert words in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "out" / "conditions.safetensors").exists()  # nothing loaded
+
+
+def test_a_keyword_past_the_text_encoders_reach_is_one_line_before_the_encoder_loads(
+        tiny_ckpt: Path, sample_dir: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "long.txt"
+    prompt.write_text("a " * 700 + "woman dances in a park")
+    args = generate_args(tiny_ckpt, sample_dir, tmp_path / "out")
+    args[args.index("--prompt-file") + 1] = str(prompt)
+    proc = run(args)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("posegen: error")]
+    assert len(errors) == 1 and "512 tokens" in errors[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "conditions.safetensors").exists()
