@@ -137,7 +137,8 @@ class WorkerRecord:
             return
         s.add_event(sid, "error", msg, chunk_idx=idx,
                     worker_id=self.worker_id if self.worker_id >= 0 else None)
-        s.set_session_state(sid, "failed", error=msg)
+        if s.get_session(sid)["state"] != "done":  # a finished video stays finished
+            s.set_session_state(sid, "failed", error=msg)
 
     def end(self, reason: str) -> list[int]:
         if self.worker_id < 0:

@@ -33,10 +33,8 @@ from typing import Any
 from . import schema
 from ._sqlite_utils import Database
 from .scheduling import pick_chunk
+from .states import STATES, IllegalMove, check_move
 
-# "merging": the last worker is joining the chunks into the video.
-STATES = ("created", "running", "pausing", "paused", "stopping", "stopped", "merging", "done",
-          "failed")
 DESIRED = ("run", "pause", "stop")
 ROLES = ("anchor", "base", "cond")
 CHUNK_STATUSES = ("pending", "ready", "running", "done", "failed", "stale")
@@ -401,10 +399,13 @@ class Store:
 
     def set_session_state(self, session_id: int, state: str, *,
                           error: str | None = None) -> None:
-        """Set the state; ``error`` is written as given (None clears an old error)."""
+        """Set the state; ``error`` is written as given (None clears an old error).
+
+        Only the moves of ``sessions.states.MOVES``; any other raises a StoreError.
+        """
         _one_of("session state", state, STATES)
         with self._tx() as db:
-            self._session(session_id)
+            self._check_move(session_id, self._session(session_id)["state"], state)
             db.execute("UPDATE sessions SET state = ?, error = ?, updated_at = ? WHERE id = ?",
                        [state, error, time.time(), session_id])
 
@@ -429,9 +430,17 @@ class Store:
                     state = "stopping" if live else "stopped"
             elif live and state in ("pausing", "stopping"):
                 state = "running"
+            self._check_move(session_id, s["state"], state)
             db.execute("UPDATE sessions SET desired = ?, state = ?, updated_at = ? WHERE id = ?",
                        [desired, state, time.time(), session_id])
         return self._session(session_id)
+
+    @staticmethod
+    def _check_move(session_id: int, old: str, new: str) -> None:
+        try:
+            check_move(session_id, old, new)
+        except IllegalMove as e:
+            raise StoreError(str(e)) from None
 
     def set_workspace(self, session_id: int, path: str | Path) -> None:
         self._update_session(session_id, workspace=str(path))

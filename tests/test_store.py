@@ -630,3 +630,23 @@ def test_an_io_error_syncing_a_folder_is_reported(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(
         OSError(errno.EINVAL, "Invalid argument")))
     atomic._fsync_dir(tmp_path)  # a folder this filesystem cannot sync: not an error
+
+
+def test_session_states_move_only_along_the_table(store: Store) -> None:
+    """Issue #14: one transition table, checked on every write of a session's state."""
+    from sessions.states import MOVES, STATES
+
+    sid = new_session(store)
+    assert store.get_session(sid)["state"] == "created"
+    for state in ("running", "merging", "done"):
+        store.set_session_state(sid, state)
+    for late in ("running", "failed", "paused", "created"):  # a stale writer after the end
+        with pytest.raises(StoreError, match=f"session {sid} is done: it cannot become {late}"):
+            store.set_session_state(sid, late)
+    with pytest.raises(StoreError, match="nothing to pause"):
+        store.request(sid, "pause")
+    store.set_session_state(sid, "stopped")  # `posegen retry` reopens a done session
+    store.set_session_state(sid, "running")
+    assert store.get_session(sid)["state"] == "running"
+    assert set(MOVES) == set(STATES) and all(m <= set(STATES) for m in MOVES.values())
+    assert not any("created" in m for m in MOVES.values())  # only `session new` makes it

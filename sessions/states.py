@@ -1,0 +1,43 @@
+"""A session's states and the moves between them: one table, checked on every write.
+
+The store refuses any other move with `IllegalMove` (a `StoreError`), so a late or stale
+writer (a worker that outlived its session's end, a second viewer) cannot put a session
+back into a state it has left. docs/sessions.md draws this table.
+"""
+
+from __future__ import annotations
+
+STATES = ("created", "running", "pausing", "paused", "stopping", "stopped", "merging", "done",
+          "failed")
+
+_ACTIVE = {"running", "pausing", "paused", "stopping", "stopped", "merging", "done", "failed"}
+
+# state -> the states it may move to (staying put is always allowed).
+MOVES: dict[str, frozenset[str]] = {
+    # made by `session new`; started, or asked to pause/stop before any worker ran
+    "created": frozenset({"running", "pausing", "paused", "stopping", "stopped", "failed"}),
+    "running": frozenset(_ACTIVE),
+    "pausing": frozenset(_ACTIVE - {"done"}),
+    "stopping": frozenset(_ACTIVE - {"done", "pausing", "paused"}),
+    # resume, a stop request, or a merge of chunks that are all done
+    "paused": frozenset({"running", "stopping", "stopped", "merging", "done", "failed"}),
+    "stopped": frozenset({"running", "merging", "done", "failed"}),
+    "failed": frozenset({"running", "stopped", "merging", "done"}),
+    "merging": frozenset({"done", "failed", "running", "pausing", "paused", "stopping",
+                          "stopped"}),
+    # finished; `posegen retry` reopens it (stopped, then resume)
+    "done": frozenset({"stopped"}),
+}
+
+
+class IllegalMove(Exception):
+    """A state write the table does not allow."""
+
+
+def check_move(session_id: int, old: str, new: str) -> None:
+    if new not in MOVES:
+        raise IllegalMove(f"unknown session state {new!r}; use one of {', '.join(STATES)}")
+    if new != old and new not in MOVES.get(old, frozenset()):
+        allowed = ", ".join(sorted(MOVES.get(old, ()))) or "nothing"
+        raise IllegalMove(f"session {session_id} is {old}: it cannot become {new} (from {old} "
+                          f"it may become {allowed}); see docs/sessions.md#session-states")
