@@ -83,6 +83,11 @@ class ShareSettings:
                              f"{num_layers} (the DiT's number of blocks)")
 
 
+# -s / -b by the framing of the reference image (the release's README table).
+FRAMINGS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "close-up": ((0, 1), (34, 40)), "half-body": ((0, 2), (34, 40)),
+    "full-body": ((0, 4), (32, 40)), "distant": ((0, 4), (30, 40))}
+DEFAULT_FRAMING = "half-body"
 MAX_SIDE = 4096
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d{1,3})$")
 

@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 from engine.cli import USER_ERRORS, add_engine_commands, run_command
+from engine.settings import DEFAULT_FRAMING, FRAMINGS
 from sessions.store import StoreError
-
-FRAMINGS = {"close-up": ((0, 1), (34, 40)), "half-body": ((0, 2), (34, 40)),
-            "full-body": ((0, 4), (32, 40)), "distant": ((0, 4), (30, 40))}
 
 
 def _store():
@@ -190,7 +188,7 @@ def cmd_session_new(args: argparse.Namespace) -> int:
 
     store = _store()
     project = store.get_project(args.project)
-    steps, blocks = FRAMINGS.get(project.get("framing") or "half-body")
+    steps, blocks = FRAMINGS[project.get("framing") or DEFAULT_FRAMING]
     args.share_steps = args.share_steps or steps
     args.share_blocks = args.share_blocks or blocks
     settings = settings_from_args(args)

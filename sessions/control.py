@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, leftover_temps
+from sessions.eta import session_eta
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
 from sessions.store import WORKER_TIMEOUT_S, Store, StoreError, pid_alive
@@ -392,11 +393,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     project = store.get_project(session["project_id"])
     chunks = store.chunks(session_id)
     workers = store.workers(session_id)
-    remaining_steps = sum(max((c["steps"] or 0) - (c["step"] or 0), 0) for c in chunks
-                          if c["status"] != "done")
-    rates = [c["seconds_per_step"] for c in chunks if c["seconds_per_step"]]
-    live = max(1, len([w for w in workers if w["alive"]]))
-    eta = (sum(rates) / len(rates)) * remaining_steps / live if rates else None
+    eta = session_eta([(c["steps"], c["step"], c["status"], c["seconds_per_step"])
+                       for c in chunks], len([w for w in workers if w["alive"]]))
     video = Path(session["workspace"]) / "video.mp4"
     phases = running_phases(store, session_id, chunks)
     return {

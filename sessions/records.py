@@ -17,10 +17,9 @@ from typing import Any
 
 from engine.progress import ProgressEvent
 from sessions.scheduling import dit_kind, is_switch
-from sessions.store import Store
+from sessions.store import WORKER_TIMEOUT_S, Store  # noqa: F401  (WORKER_TIMEOUT_S re-exported)
 
 HEARTBEAT_S = float(os.environ.get("POSEGEN_HEARTBEAT_S", "2"))
-WORKER_TIMEOUT_S = float(os.environ.get("POSEGEN_WORKER_TIMEOUT_S", "30"))
 
 
 def log(msg: str) -> None:

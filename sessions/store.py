@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.settings import FRAMINGS
+
 from . import schema
 from ._sqlite_utils import Database
 from .scheduling import pick_chunk
@@ -38,9 +40,9 @@ from .states import STATES, IllegalMove, check_move
 DESIRED = ("run", "pause", "stop")
 ROLES = ("anchor", "base", "cond")
 CHUNK_STATUSES = ("pending", "ready", "running", "done", "failed", "stale")
-FRAMINGS = ("close-up", "half-body", "full-body", "distant")
 COMMAND_KINDS = ("pause", "resume", "stop", "retry")
-WORKER_TIMEOUT_S = 30.0
+# A worker whose heartbeat is older than this is lost (its chunk goes back to ready).
+WORKER_TIMEOUT_S = float(os.environ.get("POSEGEN_WORKER_TIMEOUT_S", "30"))
 # GPU sample retention: raw for an hour, 1-minute means for a day, 10-minute means beyond.
 RAW_KEEP_S = 3600.0
 MINUTE_KEEP_S = 86400.0
@@ -286,7 +288,7 @@ class Store:
             raise StoreError("project name is empty; give the project a name")
         _check_printable("project name", name)
         if framing is not None:
-            _one_of("framing", framing, FRAMINGS)
+            _one_of("framing", framing, tuple(FRAMINGS))
         with self._tx() as db:
             if self._row("SELECT id FROM projects WHERE name = ?", [name]):
                 raise StoreError(f"project '{name}' already exists; pick another name, or "

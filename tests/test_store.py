@@ -650,3 +650,26 @@ def test_session_states_move_only_along_the_table(store: Store) -> None:
     assert store.get_session(sid)["state"] == "running"
     assert set(MOVES) == set(STATES) and all(m <= set(STATES) for m in MOVES.values())
     assert not any("created" in m for m in MOVES.values())  # only `session new` makes it
+
+
+def test_one_worker_timeout_for_every_liveness_check() -> None:
+    """Issue #14: the store's and the workers' liveness checks read the same setting."""
+    code = ("import sessions.store as s, sessions.records as r, sessions.control as c\n"
+            "print(s.WORKER_TIMEOUT_S, r.WORKER_TIMEOUT_S, c.WORKER_TIMEOUT_S,\n"
+            "      s.Store.workers.__defaults__[-1])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1],
+                          env=dict(os.environ, POSEGEN_WORKER_TIMEOUT_S="4"))
+    assert proc.stdout.split() == ["4.0"] * 4, proc.stderr
+
+
+def test_one_table_of_framings() -> None:
+    from engine.settings import FRAMINGS
+    from posegen_tui.data.forms import FRAMINGS as FORM_FRAMINGS
+    from sessions.cli import build_parser
+
+    assert {k: (" ".join(map(str, s)), " ".join(map(str, b)))
+            for k, (s, b) in FRAMINGS.items()} == FORM_FRAMINGS
+    init = next(a for a in build_parser()._subparsers._group_actions[0].choices["init"]._actions
+                if a.dest == "framing")
+    assert sorted(init.choices) == sorted(FRAMINGS)

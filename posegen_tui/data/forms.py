@@ -13,14 +13,15 @@ from pathlib import Path
 
 from engine.chunk_plan import ChunkPlanError, ChunkSpec
 from engine.prompt import PromptError, clean_prompt, find_keyword, read_prompt_file
+from engine.settings import DEFAULT_FRAMING
+from engine.settings import FRAMINGS as ENGINE_FRAMINGS
 from posegen_tui.data.tuning import budget_params
 
 CKPT_ENV = "POSEGEN_CKPT_PATH"
-# -s / -b by framing of the reference image (the release's table).
+# -s / -b by framing of the reference image, as the form shows them.
 FRAMINGS: dict[str, tuple[str, str]] = {
-    "close-up": ("0 1", "34 40"), "half-body": ("0 2", "34 40"),
-    "full-body": ("0 4", "32 40"), "distant": ("0 4", "30 40")}
-DEFAULT_FRAMING = "half-body"
+    name: (" ".join(map(str, steps)), " ".join(map(str, blocks)))
+    for name, (steps, blocks) in ENGINE_FRAMINGS.items()}
 SESSION_DEFAULTS: dict[str, str] = {
     "name": "", "device": "cpu", "gpus": "", "budget": "none", "steps": "25", "cfg": "5",
     "seed": "42", "height": "1280", "width": "720", "frames": "81", "head": "21",

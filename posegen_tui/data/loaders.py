@@ -15,6 +15,7 @@ from posegen_tui.data.media_info import frame_count
 from posegen_tui.data.store_access import opened
 from posegen_tui.data.tuning import Point, points_from_chunks
 from sessions.control import ACTIVE_STATES, effective_state, log_path, running_phases
+from sessions.eta import session_eta
 from sessions.store import Store
 
 EVENTS = 40
@@ -79,16 +80,6 @@ class SessionData:
         return next((c for c in self.chunks if c.idx == idx), None)
 
 
-def session_eta(chunks: list[Chunk], live_workers: int) -> float | None:
-    """Mean s/step of measured chunks x steps left, shared by the live workers
-    (the formula of `posegen status`)."""
-    rates = [c.seconds_per_step for c in chunks if c.seconds_per_step]
-    left = sum(max((c.steps or 0) - c.step, 0) for c in chunks if c.status != "done")
-    if not rates:
-        return None
-    return sum(rates) / len(rates) * left / max(1, live_workers)
-
-
 def planned_chunks(session: dict, project: dict) -> tuple[list[Chunk], str]:
     """A created session has no chunk rows yet: show its plan (pure arithmetic)."""
     s = session.get("settings") or {}
@@ -129,7 +120,9 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
     return SessionData(
         session=session, project=project, state=state, chunks=chunks, workers=workers,
         events=events, log_lines=tail_lines(log, LOG_LINES), log_file=log.name,
-        eta_seconds=session_eta(chunks, live) if state in ACTIVE_STATES else None,
+        eta_seconds=session_eta(
+            [(c.steps, c.step, c.status, c.seconds_per_step) for c in chunks], live)
+        if state in ACTIVE_STATES else None,
         tiny_ckpt=(Path(session.get("ckpt") or "/nonexistent") / TINY_MARK).is_file(),
         loaded_at=time.time(), files=files, plan_note=note, phases=phases,
         video=_shown_path(video, home) if video is not None and video.is_file() else None)
