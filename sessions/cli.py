@@ -2,9 +2,9 @@
 
 Engine commands (generate, ckpt, sample-inputs, prompt, check, prepare) plus the
 session commands:
-init, session new, start, status, logs, pause, resume, stop [--now], retry, merge,
-cache, wait. The database and workspaces live in $POSEGEN_HOME (default: the
-platform's user data dir).
+init, session new|delete, project delete, start, status, logs, pause, resume,
+stop [--now], retry, merge, cache, wait. The database and workspaces live in
+$POSEGEN_HOME (default: the platform's user data dir).
 """
 
 from __future__ import annotations
@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true")
     add_generation_options(n, with_inputs=False)
     n.set_defaults(func=cmd_session_new, share_steps=None, share_blocks=None)
+    d = ssub.add_parser("delete", help="delete a session's rows (its folder is kept)")
+    d.add_argument("session", type=row_id)
+    d.set_defaults(func=cmd_delete, kind="session")
+
+    pr = sub.add_parser("project", help="projects")
+    prsub = pr.add_subparsers(dest="project_command", required=True)
+    pd = prsub.add_parser("delete", help="delete a project and its sessions' rows (folders "
+                                         "are kept)")
+    pd.add_argument("project", help="name or id")
+    pd.set_defaults(func=cmd_delete, kind="project")
 
     st = sub.add_parser("start", help="start background workers for a session")
     _worker_options(st)
@@ -174,6 +184,17 @@ def cmd_init(args: argparse.Namespace) -> int:
         hand=str(args.hand.resolve()), prompt=prompt, framing=args.framing,
         driving=str(args.driving.resolve()) if args.driving else None)
     print(f"project {args.project} (id {pid}) created; next: posegen session new {args.project}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from sessions.control import delete_project, delete_session
+
+    store = _store()
+    if args.kind == "project":
+        print(delete_project(store, args.project))
+    else:
+        print(delete_session(store, args.session))
     return 0
 
 

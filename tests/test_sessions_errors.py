@@ -214,3 +214,21 @@ def test_impossible_session_ids_and_a_home_that_is_a_file(home: Path, tmp_path: 
     not_a_folder.write_text("x")
     line = one_line_error(posegen(not_a_folder, "status"))
     assert str(not_a_folder) in line and "POSEGEN_HOME" in line
+
+
+def test_delete_from_the_cli_with_the_apps_words(home: Path, tiny_ckpt: Path) -> None:
+    """Issue #14: every action of the app exists in the CLI, with the same words."""
+    from posegen_tui.data import actions
+
+    first = make_session(home, tiny_ckpt, "demo")
+    second = make_session(home, tiny_ckpt, "demo")
+    assert ok(posegen(home, "session", "delete", str(first))).strip() == \
+        f"session {first} deleted (its workspace folder is kept)"
+    assert actions.delete(home, "session", second) == \
+        f"session {second} deleted (its workspace folder is kept)"
+    make_session(home, tiny_ckpt, "demo")
+    assert ok(posegen(home, "project", "delete", "demo")).strip() == \
+        "project demo deleted (workspace folders are kept)"
+    assert Store(db_path(home)).list_projects(include_archived=True) == []
+    assert "unknown project" in one_line_error(posegen(home, "project", "delete", "demo"))
+    assert "unknown session" in one_line_error(posegen(home, "session", "delete", "99"))

@@ -197,13 +197,13 @@ def create_session(home: Path, project_id: int, values: dict[str, str]) -> int:
 
 
 def delete(home: Path, kind: str, ident: int) -> str:
+    """The same command and words as `posegen project delete` / `posegen session delete`."""
+    from sessions.control import delete_project, delete_session
+
     with opened(home) as store:
         if kind == "project":
-            name = store.get_project(ident)["name"]
-            store.delete_project(ident)
-            return f"project {name} deleted (workspace folders are kept)"
-        store.delete_session(ident)
-    return f"session {ident} deleted (its workspace folder is kept)"
+            return delete_project(store, ident)
+        return delete_session(store, ident)
 
 
 def archive(home: Path, kind: str, ident: int, archived: bool = True) -> str:
