@@ -17,8 +17,9 @@ MOVES: dict[str, frozenset[str]] = {
     # made by `session new`; started, or asked to pause/stop before any worker ran
     "created": frozenset({"running", "pausing", "paused", "stopping", "stopped", "failed"}),
     "running": frozenset(_ACTIVE),
+    # asked, workers finishing their step; a new request may turn one into the other
     "pausing": frozenset(_ACTIVE - {"done"}),
-    "stopping": frozenset(_ACTIVE - {"done", "pausing", "paused"}),
+    "stopping": frozenset(_ACTIVE - {"done"}),
     # resume, a stop request, or a merge of chunks that are all done
     "paused": frozenset({"running", "stopping", "stopped", "merging", "done", "failed"}),
     "stopped": frozenset({"running", "merging", "done", "failed"}),
