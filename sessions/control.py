@@ -241,8 +241,19 @@ def wait_ray_ready(store: Store, session_id: int, pid: int, after_event: int,
     return "timeout", ""
 
 
+SETTLED_STATES = ("paused", "stopped", "failed", "done")
+# How long a resume waits for a Ray driver that has settled its session and is exiting
+# (ray.shutdown takes seconds on a busy host).
+DRIVER_EXIT_WAIT_S = 60.0
+
+
 def _refuse_if_running(store: Store, session_id: int, home: Path | None = None) -> None:
     driver = _ray_driver_pid(session_id, home)
+    if driver is not None and store.get_session(session_id)["state"] in SETTLED_STATES:
+        deadline = time.monotonic() + DRIVER_EXIT_WAIT_S
+        while driver is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            driver = _ray_driver_pid(session_id, home)
     if driver is not None:
         raise StoreError(f"session {session_id} is already running (Ray driver pid {driver}); "
                          f"see `posegen status {session_id}`, or `posegen pause {session_id}`")
