@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -c constraints-cpu.txt -e '.[test]'
 ruff check .
+lint-imports  # the layer contracts in pyproject.toml
 python -m pytest -q "$@"
