@@ -417,8 +417,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     project = store.get_project(session["project_id"])
     chunks = store.chunks(session_id)
     workers = store.workers(session_id)
-    eta = session_eta([(c["steps"], c["step"], c["status"], c["seconds_per_step"])
-                       for c in chunks], len([w for w in workers if w["alive"]]))
+    eta = session_eta([(c["steps"], c["step"], c["status"], c["seconds_per_step"],
+                        c["seconds"]) for c in chunks], len([w for w in workers if w["alive"]]))
     video = Path(session["workspace"]) / "video.mp4"
     phases = running_phases(store, session_id, chunks)
     return {

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 
-def session_eta(chunks: Iterable[tuple[int | None, int | None, str, float | None]],
-                live_workers: int) -> float | None:
-    """Seconds left: the mean seconds per step of the chunks measured so far, times the
-    steps not yet run, shared by the live workers (at least one).
+class ChunkTimes(NamedTuple):
+    steps: int | None
+    step: int | None
+    status: str
+    seconds_per_step: float | None
+    seconds: float | None  # the whole chunk, once done
 
-    ``chunks``: (steps, step, status, seconds_per_step) of every chunk. None until a
-    chunk has measured a step.
+
+def session_eta(chunks: Iterable[ChunkTimes | tuple], live_workers: int) -> float | None:
+    """Seconds left, from what this session has measured, shared by the live workers.
+
+    Sampling: the mean seconds per step times the steps not yet run. The rest of a chunk
+    (loading, encoding, decoding, writing: seconds on a tiny model, ~5 % at full size) is
+    each done chunk's time beyond its steps; every chunk not started pays it, a running
+    one half of it (it is somewhere in between). None until a step has been measured.
     """
-    rows = list(chunks)
-    rates = [sps for _, _, _, sps in rows if sps]
+    rows = [ChunkTimes(*c) for c in chunks]
+    rates = [c.seconds_per_step for c in rows if c.seconds_per_step]
     if not rates:
         return None
-    left = sum(max((steps or 0) - (step or 0), 0) for steps, step, status, _ in rows
-               if status != "done")
-    return sum(rates) / len(rates) * left / max(1, live_workers)
+    rate = sum(rates) / len(rates)
+    extras = [max(c.seconds - (c.steps or 0) * c.seconds_per_step, 0.0) for c in rows
+              if c.status == "done" and c.seconds and c.seconds_per_step]
+    extra = sum(extras) / len(extras) if extras else 0.0
+    left = 0.0
+    for c in rows:
+        if c.status == "done":
+            continue
+        left += max((c.steps or 0) - (c.step or 0), 0) * rate
+        left += extra * (0.5 if c.status == "running" else 1.0)
+    return left / max(1, live_workers)

@@ -121,7 +121,7 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         session=session, project=project, state=state, chunks=chunks, workers=workers,
         events=events, log_lines=tail_lines(log, LOG_LINES), log_file=log.name,
         eta_seconds=session_eta(
-            [(c.steps, c.step, c.status, c.seconds_per_step) for c in chunks], live)
+            [(c.steps, c.step, c.status, c.seconds_per_step, c.seconds) for c in chunks], live)
         if state in ACTIVE_STATES else None,
         tiny_ckpt=(Path(session.get("ckpt") or "/nonexistent") / TINY_MARK).is_file(),
         loaded_at=time.time(), files=files, plan_note=note, phases=phases,
