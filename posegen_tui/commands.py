@@ -46,6 +46,8 @@ class PosegenCommands(Provider):
                     ("Pause", screen.action_pause, "pause at the next step boundary (p)"),
                     ("Resume", screen.action_resume, "continue after pause/stop/crash (r)"),
                     ("Stop", screen.action_stop, "stop at the next step boundary (x)"),
+                    ("Stop now:", screen.action_stop_now,
+                     "kill the workers at once, keep finished work (X)"),
                     ("Retry selected chunk of", screen.action_retry, "with a new seed (t)"),
                     ("Merge", screen.action_merge, "join the chunks into video.mp4 (m)"),
                     ("Clear cache of", screen.action_clear_cache, "free unneeded files (c)"),

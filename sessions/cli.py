@@ -333,15 +333,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_pause_stop(args: argparse.Namespace) -> int:
-    from sessions.control import request_stop, stop_now
+    from sessions.control import request_stop, stop_now, stopped_now_message
 
     if getattr(args, "now", False):
-        pids = stop_now(_store(), args.session)
-        print(f"session {args.session}: stopped at once ({len(pids)} process(es) killed); "
-              f"finished chunks are kept; continue with `posegen resume {args.session}`")
+        print(stopped_now_message(args.session, stop_now(_store(), args.session)))
         return 0
-    state = request_stop(_store(), args.session, args.kind)
-    print(f"session {args.session}: {state} (workers stop at their next step boundary)")
+    print(request_stop(_store(), args.session, args.kind))
     return 0
 
 

@@ -136,8 +136,8 @@ def _check_startable(store: Store, session_id: int, home: Path | None = None) ->
     _refuse_if_running(store, session_id, home)
     if session["state"] == "done":
         raise StoreError(f"session {session_id} is done: its video is "
-                         f"{Path(session['workspace']) / 'video.mp4'}; use `posegen retry` to "
-                         "regenerate a chunk")
+                         f"{Path(session['workspace']) / 'video.mp4'}; to make a chunk again, "
+                         f"`posegen retry {session_id} CHUNK` (t in the app)")
 
 
 # -- the Ray executor (several hosts): see sessions/ray_driver.py and docs/cluster.md --
@@ -314,11 +314,16 @@ def _remove_leftover_temps(store: Store, session_id: int) -> None:
 
 
 def request_stop(store: Store, session_id: int, kind: str) -> str:
-    """Ask workers to pause or stop at their next step boundary."""
-    store.get_session(session_id)
+    """Ask workers to pause or stop at their next step boundary; what happened, in words
+    (the CLI and the app say the same)."""
+    if store.get_session(session_id)["state"] == "done":
+        return f"session {session_id} is done: nothing to {kind}"
     store.add_command(session_id, kind)
-    store.request(session_id, kind)
-    return store.get_session(session_id)["state"]
+    state = store.request(session_id, kind)["state"]
+    if state in ("pausing", "stopping"):
+        return (f"session {session_id}: {state} (its workers {kind} at their next step "
+                f"boundary; `posegen stop {session_id} --now` stops them at once)")
+    return f"session {session_id}: {state} (no worker was running)"
 
 
 def stop_now(store: Store, session_id: int, home: Path | None = None,
@@ -355,6 +360,11 @@ def stop_now(store: Store, session_id: int, home: Path | None = None,
         if not store.workers(session_id, live_only=True):
             store.set_session_state(session_id, "stopped")
     return pids
+
+
+def stopped_now_message(session_id: int, pids: list[int]) -> str:
+    return (f"session {session_id}: stopped at once ({len(pids)} process(es) killed); "
+            f"finished chunks are kept; continue with `posegen resume {session_id}`")
 
 
 def delete_session(store: Store, session_id: int) -> str:

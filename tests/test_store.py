@@ -673,3 +673,26 @@ def test_one_table_of_framings() -> None:
     init = next(a for a in build_parser()._subparsers._group_actions[0].choices["init"]._actions
                 if a.dest == "framing")
     assert sorted(init.choices) == sorted(FRAMINGS)
+
+
+def test_stop_and_pause_say_what_happened_in_one_wording(store: Store, tmp_path: Path) -> None:
+    """Issue #15: `x` on a done session said its workers would stop; the CLI and the app
+    share these words (sessions.control)."""
+    from posegen_tui.data import actions
+    from sessions.control import request_stop
+
+    sid = new_session(store)
+    store.request(sid, "run")
+    for state in ("running", "merging", "done"):
+        store.set_session_state(sid, state)
+    assert request_stop(store, sid, "stop") == f"session {sid} is done: nothing to stop"
+    assert store.get_session(sid)["state"] == "done"
+    other = new_session(store)
+    assert request_stop(store, other, "pause") == \
+        f"session {other}: paused (no worker was running)"
+    home = tmp_path / "home"
+    with Store(paths.db_path(home)) as s2:
+        third = new_session(s2)
+    assert actions.stop_now(home, third) == (
+        f"session {third}: stopped at once (0 process(es) killed); finished chunks are kept; "
+        f"continue with `posegen resume {third}`")

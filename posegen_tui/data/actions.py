@@ -94,8 +94,14 @@ def resume(home: Path, session_id: int) -> str:
 def request(home: Path, session_id: int, kind: str) -> str:
     """pause or stop at the next step boundary."""
     with opened(home) as store:
-        state = control.request_stop(store, session_id, kind)
-    return f"session {session_id}: {state} (workers stop at their next step boundary)"
+        return control.request_stop(store, session_id, kind)
+
+
+def stop_now(home: Path, session_id: int) -> str:
+    """`posegen stop SESSION --now`: the same call and words."""
+    with opened(home) as store:
+        pids = control.stop_now(store, session_id, home)
+    return control.stopped_now_message(session_id, pids)
 
 
 def retry(home: Path, session_id: int, idx: int, seed: int | None) -> str:

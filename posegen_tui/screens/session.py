@@ -39,6 +39,7 @@ class SessionScreen(ReceivesResults, Screen[None]):
         Binding("p", "pause", "pause"),
         Binding("r", "resume", "resume"),
         Binding("x", "stop", "stop"),
+        Binding("X", "stop_now", "stop now", show=False),
         Binding("t", "retry", "retry"),
         Binding("m", "merge", "merge"),
         Binding("c", "clear_cache", "cache"),
@@ -148,6 +149,16 @@ class SessionScreen(ReceivesResults, Screen[None]):
 
     def action_stop(self) -> None:
         self._act("stop", actions.request, "stop")
+
+    def action_stop_now(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act("stop now", actions.stop_now)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Stop session {self.session_id} now?",
+            "Kills its workers at once, as kill -9 would, whatever they are doing (loading "
+            "models, encoding). Finished chunks and saved steps are kept; r resumes."), answer)
 
     def action_merge(self) -> None:
         self._act("merge", actions.merge)
