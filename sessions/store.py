@@ -565,9 +565,12 @@ class Store:
             if picked is None:
                 return None
             idx = picked[0]
+            # An attempt is a fresh start, or a start after a failure or a lost worker
+            # (both leave an error); taking up a paused chunk again is the same attempt.
             db.execute(
-                """UPDATE chunks SET status = 'running', worker_id = ?, started_at = ?,
-                     finished_at = NULL, attempts = attempts + 1, error = NULL, updated_at = ?
+                """UPDATE chunks SET status = 'running', worker_id = ?,
+                     attempts = attempts + (started_at IS NULL OR error IS NOT NULL),
+                     started_at = ?, finished_at = NULL, error = NULL, updated_at = ?
                    WHERE session_id = ? AND idx = ?""", [worker_id, now, now, session_id, idx])
             db.execute("UPDATE workers SET chunk_idx = ?, heartbeat_at = ? WHERE id = ?",
                        [idx, now, worker_id])

@@ -256,7 +256,8 @@ def test_release_keeps_step(store: Store) -> None:
     assert (c0["status"], c0["step"], c0["worker_id"]) == ("ready", 3, None)
     assert store.chunk_progress(sid, 0, step=4, steps=4) is False  # no longer running
     again = store.claim_chunk(sid, w)
-    assert (again["idx"], again["step"], again["attempts"]) == (0, 3, 2)
+    # taken up again after a pause: the same attempt (issue #15)
+    assert (again["idx"], again["step"], again["attempts"]) == (0, 3, 1)
     assert store.fail_chunk(sid, 0, "CUDA out of memory", worker_id=w)
     assert store.claim_chunk(sid, w) is None
     assert store.release_chunk(sid, 0)  # resume after a failure
@@ -696,3 +697,27 @@ def test_stop_and_pause_say_what_happened_in_one_wording(store: Store, tmp_path:
     assert actions.stop_now(home, third) == (
         f"session {third}: stopped at once (0 process(es) killed); finished chunks are kept; "
         f"continue with `posegen resume {third}`")
+
+
+def test_a_pause_is_not_an_attempt_a_failure_or_a_lost_worker_is(store: Store) -> None:
+    """Issue #15: pausing and resuming counted as another attempt."""
+    sid = new_session(store)
+    store.init_chunks(sid, plan(1))
+    store.request(sid, "run")
+    w = worker(store, sid)
+
+    def attempts() -> int:
+        return store.chunks(sid)[0]["attempts"]
+
+    assert store.claim_chunk(sid, w)["idx"] == 0 and attempts() == 1
+    store.chunk_progress(sid, 0, step=2, steps=4, worker_id=w)
+    assert store.release_chunk(sid, 0, worker_id=w)  # a pause
+    store.claim_chunk(sid, w)
+    assert attempts() == 1
+    store.fail_chunk(sid, 0, "RuntimeError: x", worker_id=w)
+    store.release_chunk(sid, 0)  # resume requeues the failure
+    store.claim_chunk(sid, w)
+    assert attempts() == 2
+    store.reclaim_dead_workers(sid, timeout_s=5, now=time.time() + 60)  # lost
+    store.claim_chunk(sid, worker(store, sid))
+    assert attempts() == 3
