@@ -115,7 +115,8 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
             s = next(s for s in project["sessions"] if s["id"] == ident)
             st = s.get("settings") or {}
             t.append(f"session {ident}: ", "bold")
-            t.append(f"{st.get('height')}x{st.get('width')}  steps {s['steps']}  cfg "
+            # width x height, as players and ffprobe say it (the video is W wide)
+            t.append(f"{st.get('width')}x{st.get('height')}  steps {s['steps']}  cfg "
                      f"{s['cfg']:g}  seed {s['seed']}  -s {s['share_steps']}  -b "
                      f"{s['share_blocks']}  -p {s.get('budget') or 'none'}  "
                      f"chunks {st.get('frames')}/{st.get('head')}/{st.get('tail')}  "
