@@ -151,27 +151,28 @@ class SessionScreen(ReceivesResults, Screen[None]):
         self._act("stop", actions.request, "stop")
 
     def action_stop_now(self) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._act("stop now", actions.stop_now)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Stop session {self.session_id} now?",
+        self._confirmed(
+            "stop now", actions.stop_now, f"Stop session {self.session_id} now?",
             "Kills its workers at once, as kill -9 would, whatever they are doing (loading "
-            "models, encoding). Finished chunks and saved steps are kept; r resumes."), answer)
+            "models, encoding). Finished chunks and saved steps are kept; r resumes.")
 
     def action_merge(self) -> None:
         self._act("merge", actions.merge)
 
     def action_clear_cache(self) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._act("clear cache", actions.clear_cache)
-
-        self.app.push_screen(ConfirmScreen(
+        self._confirmed(
+            "clear cache", actions.clear_cache,
             f"Clear the cache of session {self.session_id}?",
             "Deletes files no unfinished chunk still needs (the anchor's K/V once every "
-            "base chunk is done, finished chunks' resume states). Frames are kept."), answer)
+            "base chunk is done, finished chunks' resume states). Frames are kept.")
+
+    def _confirmed(self, what: str, call: Callable[..., str], title: str, text: str) -> None:
+        """``call`` as ``_act`` does, once the user says yes."""
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act(what, call)
+
+        self.app.push_screen(ConfirmScreen(title, text), answer)
 
     def action_retry(self) -> None:
         chunk = self.data.chunk(self.selected) if self.data else None
