@@ -156,3 +156,32 @@ def test_control_characters_in_names_are_refused(tmp_path: Path) -> None:
             store.create_session(pid, settings={}, seed=0, steps=1, cfg=1.0, share_steps="0 1",
                                  share_blocks="0 1", anchor=0, budget=None, ckpt="c",
                                  device="cpu", gpus="cpu", name="x\x1b[2J")
+
+
+def test_shift_x_stops_now_after_a_yes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`posegen stop --now` in the app: X, a confirmation, the same call and words."""
+    from posegen_tui.data import actions
+
+    calls: list[int] = []
+
+    def stop_now(home_: Path, session_id: int) -> str:
+        calls.append(session_id)
+        return f"session {session_id}: stopped at once"
+
+    monkeypatch.setattr(actions, "stop_now", stop_now)
+
+    async def script(pilot: Pilot) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, SessionScreen)
+                    and pilot.app.screen.loaded)
+        sid = pilot.app.screen.session_id
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, SessionScreen))
+        assert calls == []
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: calls == [sid])
+
+    run(home, script)
