@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TextIO
 
@@ -19,9 +20,10 @@ class ProgressPrinter:
         name = f"chunk {e.chunk} of 0-{e.chunks_total - 1} ({e.role})"
         if e.kind == "step":
             sps = f"{e.seconds_per_step:.2f} s/step" if e.seconds_per_step else "-- s/step"
-            line = (f"[{e.chunks_done}/{e.chunks_total} done] {name} step {e.step}/{e.steps} "
-                    f"{_bar(e.step, e.steps)} {sps}  ETA chunk {format_seconds(e.eta_chunk)} "
-                    f"total {format_seconds(e.eta_total)}")
+            # What matters first: a narrow terminal cuts the end of the line.
+            line = (f"[{e.chunks_done}/{e.chunks_total}] chunk {e.chunk} ({e.role}) "
+                    f"step {e.step}/{e.steps} ETA {format_seconds(e.eta_chunk)}, all "
+                    f"{format_seconds(e.eta_total)} {_bar(e.step, e.steps)} {sps}")
             self._write(line, live=True)
         elif e.kind == "chunk_start":
             self._write(f"{name} started")
@@ -37,7 +39,10 @@ class ProgressPrinter:
 
     def _write(self, text: str, live: bool = False) -> None:
         if self.live and live:
-            self.stream.write("\r\033[K" + text)
+            # One row, never wrapped: "\r" returns to the start of the last row only, so a
+            # wrapped line would leave a row behind at every step.
+            width = shutil.get_terminal_size((80, 24)).columns
+            self.stream.write("\r\033[K" + text[:max(width - 1, 20)])
             self._line_open = True
         else:
             if self._line_open:
@@ -47,6 +52,6 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def _bar(done: int, total: int, width: int = 20) -> str:
+def _bar(done: int, total: int, width: int = 10) -> str:
     filled = int(width * done / total) if total else 0
     return "[" + "#" * filled + "." * (width - filled) + "]"

@@ -318,6 +318,8 @@ class Job:
                    if isinstance(hook, BaseSharer) and hook.foreground_fraction else None,
                    "phases": clock.seconds, "model_loading": dict(models.load_seconds)})
         atomic_write_json(d / "done.json", asdict(result))
+        if self.clock is not None:
+            self.clock.chunk_done(result.seconds, sum(step_times))
         (d / "state.safetensors").unlink(missing_ok=True)
         (d / CHUNK_CONDITIONS_FILE).unlink(missing_ok=True)
         self._emit("chunk_done", i, chunk.role, step=self.settings.steps,
@@ -444,6 +446,7 @@ class Job:
         todo = [i for i in plan.order() if not self.is_done(i)]
         self.clock = EtaClock(total_steps=plan.num_chunks * self.settings.steps)
         self.clock.skip((plan.num_chunks - len(todo)) * self.settings.steps)
+        self.clock.chunks_left = len(todo)
         self._emit("job_start", message=f"{len(todo)} of {plan.num_chunks} chunks to generate")
         for i in plan.order():
             if self.is_done(i):
@@ -471,7 +474,7 @@ class Job:
             sps = clock.seconds_per_step
             if steps:
                 eta_chunk = clock.eta(steps - step)
-            eta_total = clock.eta(clock.remaining)
+            eta_total = clock.eta_total()
         self.progress(ProgressEvent(kind=kind, chunk=chunk, role=role, step=step, steps=steps,
                                     chunks_done=done, chunks_total=total,
                                     seconds_per_step=sps, eta_chunk=eta_chunk,

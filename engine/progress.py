@@ -56,12 +56,31 @@ class PhaseClock:
 
 @dataclass
 class EtaClock:
-    """Mean seconds per step over the steps run in this process (resumed ones excluded)."""
+    """Mean seconds per step over the steps run in this process (resumed ones excluded),
+    and the rest of each chunk (loading, encoding, decoding, writing) as measured."""
 
     total_steps: int
     done_steps: int = 0
     _measured: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    chunks_left: int = 0
+    _overheads: list[float] = field(default_factory=list)
+
+    def chunk_done(self, seconds: float, sampling_seconds: float) -> None:
+        """A chunk finished in ``seconds``, of which ``sampling_seconds`` were steps."""
+        self._overheads.append(max(seconds - sampling_seconds, 0.0))
+        self.chunks_left = max(self.chunks_left - 1, 0)
+
+    def eta_total(self) -> float | None:
+        """The steps left at the measured rate, plus each chunk's measured rest: whole for
+        the chunks not started, half for the one running (somewhere in between)."""
+        sampling = self.eta(self.remaining)
+        if sampling is None:
+            return None
+        if not self._overheads or not self.chunks_left:
+            return sampling
+        rest = sum(self._overheads) / len(self._overheads)
+        return sampling + rest * (self.chunks_left - 0.5)
 
     def step(self, seconds: float) -> None:
         self._measured.append(seconds)
