@@ -26,6 +26,7 @@ from posegen_tui.screens.help import HelpScreen
 from posegen_tui.screens.projects import ProjectsScreen
 from posegen_tui.screens.session import SessionScreen
 from posegen_tui.widgets.gpu_panel import GpuPanel
+from posegen_tui.widgets.projects_table import row_key
 from sessions.paths import home as default_home
 
 TCSS = Path(__file__).parent / "tcss"
@@ -146,7 +147,7 @@ class PosegenApp(ReceivesResults, App[int]):
             if project_id is not None:
                 self.notify(f"project {project_id} created; N makes its first session")
                 if isinstance(self.screen, ProjectsScreen):
-                    self.screen.poll()
+                    self.screen.select_when_shown(row_key("project", project_id))
 
         self.push_screen(NewProjectScreen(), created)
 

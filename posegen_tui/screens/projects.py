@@ -48,6 +48,7 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         self.loaded = False
         self.detail_shown = False  # the highlighted row's details are on screen
         self._auto_opened = False
+        self._select_next: str | None = None
 
     @property
     def papp(self) -> PosegenApp:
@@ -71,10 +72,18 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         call = partial(load_projects, self.papp.home, self.include_archived)
         self.papp.runner.submit(self, "projects", call, self.apply)
 
+    def select_when_shown(self, key: str) -> None:
+        """Move the cursor to row ``key`` once a poll shows it (a project just created:
+        N then makes a session of it, not of the row selected before)."""
+        self._select_next = key
+        self.poll()
+
     def apply(self, data: ProjectsData) -> None:
         self.data = data
         table = self.query_one(ProjectsTable)
         table.show(data, data.loaded_at)
+        if self._select_next and table.select_key(self._select_next):
+            self._select_next = None
         self._detail()
         self.loaded = True
         if not self._auto_opened:

@@ -110,3 +110,36 @@ def test_bad_checkpoint_is_explained(home: Path, sample_dir: Path, tmp_path: Pat
     with pytest.raises(FormError) as err:
         actions.create_session(home, pid, values)
     assert str(empty) in str(err.value)
+
+
+def test_n_after_creating_a_project_makes_a_session_of_that_project(
+        home: Path, sample_dir: Path) -> None:
+    """Issue #15: N opened "New session" for the row selected before the new project."""
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    with Store(db_path(home)) as store:
+        store.create_project("walk", image=str(sample_dir / "reference.png"),
+                             pose=str(sample_dir / "pose.mp4"), hand=str(sample_dir / "hand.mp4"),
+                             prompt="a man walks")
+
+    async def drive() -> None:
+        app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                        and app.screen.loaded)
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, NewProjectScreen))
+            await pilot.press(*"dance")
+            fill(pilot, image=str(sample_dir / "reference.png"),
+                 pose=str(sample_dir / "pose.mp4"), hand=str(sample_dir / "hand.mp4"),
+                 prompt=str(sample_dir / "prompt.txt"))
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                        and app.screen.query_one(ProjectsTable).current() == ("project", 2),
+                        timeout=30)
+            await pilot.press("N")
+            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            assert app.screen.project["name"] == "dance"
+
+    asyncio.run(drive())
