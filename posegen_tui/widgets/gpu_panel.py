@@ -186,7 +186,8 @@ class GpuPanel(VerticalScroll):
         if state.unavailable:
             t.append(f"No GPU data{' on this host' if multi else ''}: {state.unavailable}.\n",
                      "bold")
-            t.append("Everything else works; the workers' own numbers come from the store.",
+            t.append("Everything else works; the workers' own numbers come from the store. "
+                     "To see this panel without a GPU: POSEGEN_TUI_GPU=fake posegen-tui",
                      "dim")
         if placement.rest:
             label = "other workers:" if multi else "workers:"
