@@ -207,6 +207,14 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         if current is None:
             return
         kind, ident = current
+        project = self._project_of(kind, ident) or {}
+        running = [s["id"] for s in project.get("sessions", [])
+                   if s.get("view_state") in ACTIVE_STATES and (kind == "project" or
+                                                                s["id"] == ident)]
+        if running:  # the store refuses it anyway: say so before asking
+            self.notify(f"session {running[0]} is running: stop it first (x in the session, "
+                        f"or `posegen stop {running[0]}`), then delete", severity="warning")
+            return
         what = "the project and all its sessions" if kind == "project" else "the session"
         detail = (f"Deletes {what} from the database (chunks, events, workers); "
                   "workspace folders with frames and videos stay on disk.")

@@ -185,3 +185,18 @@ def test_shift_x_stops_now_after_a_yes(home: Path, monkeypatch: pytest.MonkeyPat
         await until(pilot, lambda: calls == [sid])
 
     run(home, script)
+
+
+def test_delete_of_a_running_session_says_stop_first(home: Path) -> None:
+    """Issue #15: delete of a session whose worker runs asked, then failed; now it says
+    what to do before asking."""
+    async def script(pilot: Pilot) -> None:
+        table = pilot.app.screen.query_one(ProjectsTable)
+        table.select_key("session:1")  # the scenario's running session
+        await pilot.press("d")
+        await until(pilot, lambda: any("stop it first" in n.message
+                                       for n in pilot.app._notifications))
+        assert isinstance(pilot.app.screen, ProjectsScreen)
+        assert "session:1" in keys(pilot)
+
+    run(home, script, auto_open=False)
