@@ -224,7 +224,8 @@ def cmd_session_new(args: argparse.Namespace) -> int:
 
     parse_budget(args.budget)
     sid = store.create_session(
-        project["id"], settings=settings_to_json(settings), seed=settings.seed,
+        project["id"], settings={**settings_to_json(settings),
+                                 "planned_chunks": plan.num_chunks}, seed=settings.seed,
         steps=settings.steps, cfg=settings.cfg_scale,
         share_steps=" ".join(map(str, settings.share_steps)),
         share_blocks=" ".join(map(str, settings.share_blocks)), anchor=settings.anchor,

@@ -383,14 +383,18 @@ class Store:
                       include_archived: bool = False) -> list[dict]:
         """Sessions with ``project_name``, ``chunks_done`` and ``chunks_total``.
 
-        Sessions of an archived project count as archived.
+        ``chunks_total`` is the planned count (``settings.planned_chunks``, from `session
+        new`) until a worker has stored the plan. Sessions of an archived project count
+        as archived.
         """
         pid = None if project_id is None else self.get_project(project_id)["id"]
         rows = self._rows(
             """SELECT s.*, p.name AS project_name,
                  (SELECT count(*) FROM chunks c
                   WHERE c.session_id = s.id AND c.status = 'done') AS chunks_done,
-                 (SELECT count(*) FROM chunks c WHERE c.session_id = s.id) AS chunks_total
+                 coalesce(nullif((SELECT count(*) FROM chunks c WHERE c.session_id = s.id), 0),
+                          json_extract(s.settings_json, '$.planned_chunks'), 0)
+                   AS chunks_total
                FROM sessions s JOIN projects p ON p.id = s.project_id
                WHERE (:pid IS NULL OR s.project_id = :pid)
                  AND (:all OR (s.archived = 0 AND p.archived = 0))

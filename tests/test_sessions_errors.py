@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_STEPS
+from conftest import REFERENCE_STEPS, TINY_ARGS
 from sessions_helpers import ROOT, init_project, make_session, ok, posegen, session_env, status
 
 from engine.media import load_frames
@@ -232,3 +232,13 @@ def test_delete_from_the_cli_with_the_apps_words(home: Path, tiny_ckpt: Path) ->
     assert Store(db_path(home)).list_projects(include_archived=True) == []
     assert "unknown project" in one_line_error(posegen(home, "project", "delete", "demo"))
     assert "unknown session" in one_line_error(posegen(home, "session", "delete", "99"))
+
+
+def test_a_new_session_counts_its_planned_chunks_everywhere(home: Path, tiny_ckpt: Path) -> None:
+    """Issue #15: an empty session showed 0/?, 0/0 and 0/5 chunks in three places."""
+    made = json.loads(ok(posegen(home, "session", "new", "demo", "--ckpt", str(tiny_ckpt),
+                                 "--json", *TINY_ARGS)))
+    sid, planned = made["id"], made["chunks"]
+    assert planned > 1
+    row = next(s for s in Store(db_path(home)).list_sessions() if s["id"] == sid)
+    assert (row["chunks_done"], row["chunks_total"]) == (0, planned)
