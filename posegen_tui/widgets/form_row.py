@@ -20,6 +20,14 @@ class FormRow(Horizontal):
         self.label, self.key = label, key
         self.value, self.placeholder = value, placeholder
 
+    # A class, not :focus-within: Textual restyles the row itself when focus moves, not
+    # its label, so a focus-within rule on the label kept marking the field left behind.
+    def on_descendant_focus(self) -> None:
+        self.add_class("-focused")
+
+    def on_descendant_blur(self) -> None:
+        self.remove_class("-focused")
+
     def compose(self) -> ComposeResult:
         yield Label(self.label, classes="form-label")
         yield FormInput(self.value, placeholder=self.placeholder, id=f"field-{self.key}",

@@ -143,3 +143,33 @@ def test_n_after_creating_a_project_makes_a_session_of_that_project(
             assert app.screen.project["name"] == "dance"
 
     asyncio.run(drive())
+
+
+def test_the_focused_fields_label_stands_out(home: Path, sample_dir: Path) -> None:
+    """Issue #15: the focused one-line field was nearly invisible at 80x24."""
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    with Store(db_path(home)) as store:
+        store.create_project("walk", image=str(sample_dir / "reference.png"),
+                             pose=str(sample_dir / "pose.mp4"), hand=str(sample_dir / "hand.mp4"),
+                             prompt="a man walks")
+
+    def marked(app: PosegenApp) -> list[str]:
+        return [row.key for row in app.screen.query(".form-row")
+                if row.query_one(".form-label").styles.text_style.bold]
+
+    async def drive() -> None:
+        app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                        and app.screen.loaded)
+            await pilot.press("N")
+            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            first = marked(app)
+            assert len(first) == 1
+            await pilot.press("tab")
+            await until(pilot, lambda: marked(app) and marked(app) != first)
+            assert len(marked(app)) == 1
+
+    asyncio.run(drive())
