@@ -153,8 +153,7 @@ class ModelSet:
             return model, None, None, None
         # The budget is decided on the model's shapes, before reading: each weight then
         # goes straight from the file to the GPU or to pinned host memory.
-        with torch.device("meta"):
-            shape_only = PoseGenDiT(read_config(folder))
+        shape_only = self._shapes(kind)
         budget, peak = self.budget, None
         if budget == AUTO:
             budget, peak = auto_budget(shape_only, self.dtype, *self._free_memory(),
@@ -172,9 +171,12 @@ class ModelSet:
     def _fits_beside(self, kind: str) -> bool:
         if self.device.type != "cuda" or self.budget not in (None, AUTO):
             return False
+        return fits_whole(self._shapes(kind), self.dtype, *self._free_memory(), self.n_tokens)
+
+    def _shapes(self, kind: str) -> PoseGenDiT:
+        """The DiT of ``kind`` on the meta device: its layer sizes, no weights."""
         with torch.device("meta"):
-            shape_only = PoseGenDiT(read_config(self.layout.dit_dir(kind)))
-        return fits_whole(shape_only, self.dtype, *self._free_memory(), self.n_tokens)
+            return PoseGenDiT(read_config(self.layout.dit_dir(kind)))
 
     def _free_memory(self) -> tuple[int, int]:
         """(free, total) bytes of the device for a new DiT."""

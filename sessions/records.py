@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.progress import ProgressEvent
 from sessions.scheduling import dit_kind, is_switch
-from sessions.store import WORKER_TIMEOUT_S, Store  # noqa: F401  (WORKER_TIMEOUT_S re-exported)
+from sessions.store import WORKER_TIMEOUT_S, Store
 
 HEARTBEAT_S = float(os.environ.get("POSEGEN_HEARTBEAT_S", "2"))
 

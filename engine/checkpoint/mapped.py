@@ -30,11 +30,6 @@ def open_mapped(path: str | os.PathLike[str], mmap: bool = True) -> tuple[Any, b
     return torch.load(path, map_location="cpu", weights_only=True), False
 
 
-def load_mapped(path: str | os.PathLike[str], mmap: bool = True) -> Any:
-    """``open_mapped`` without the flag."""
-    return open_mapped(path, mmap)[0]
-
-
 def release_pages(tensor: torch.Tensor) -> None:
     """Hand back the resident file pages of a tensor read from ``open_mapped(...)[1]``.
 

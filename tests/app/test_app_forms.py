@@ -112,9 +112,8 @@ def test_bad_checkpoint_is_explained(home: Path, sample_dir: Path, tmp_path: Pat
     assert str(empty) in str(err.value)
 
 
-def test_n_after_creating_a_project_makes_a_session_of_that_project(
-        home: Path, sample_dir: Path) -> None:
-    """Issue #15: N opened "New session" for the row selected before the new project."""
+def walk_project(home: Path, sample_dir: Path) -> None:
+    """A project in the store before the app starts (selected first in the list)."""
     from sessions.paths import db_path
     from sessions.store import Store
 
@@ -122,6 +121,12 @@ def test_n_after_creating_a_project_makes_a_session_of_that_project(
         store.create_project("walk", image=str(sample_dir / "reference.png"),
                              pose=str(sample_dir / "pose.mp4"), hand=str(sample_dir / "hand.mp4"),
                              prompt="a man walks")
+
+
+def test_n_after_creating_a_project_makes_a_session_of_that_project(
+        home: Path, sample_dir: Path) -> None:
+    """Issue #15: N opened "New session" for the row selected before the new project."""
+    walk_project(home, sample_dir)
 
     async def drive() -> None:
         app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
@@ -147,13 +152,7 @@ def test_n_after_creating_a_project_makes_a_session_of_that_project(
 
 def test_the_focused_fields_label_stands_out(home: Path, sample_dir: Path) -> None:
     """Issue #15: the focused one-line field was nearly invisible at 80x24."""
-    from sessions.paths import db_path
-    from sessions.store import Store
-
-    with Store(db_path(home)) as store:
-        store.create_project("walk", image=str(sample_dir / "reference.png"),
-                             pose=str(sample_dir / "pose.mp4"), hand=str(sample_dir / "hand.mp4"),
-                             prompt="a man walks")
+    walk_project(home, sample_dir)
 
     def marked(app: PosegenApp) -> list[str]:
         return [row.key for row in app.screen.query(".form-row")
