@@ -1,15 +1,7 @@
 """One generation job: inputs + settings -> chunks on disk -> merged video.
 
-Workspace layout (everything a resume needs is here):
-
-    OUT/run.json                    settings and input fingerprints
-    OUT/conditions.safetensors      text features, CLIP tokens, reference latent
-    OUT/cache/anchor/               the anchor's K/V and keyword maps (+ manifest)
-    OUT/chunks/NNN/state.safetensors  latents after the last finished step
-    OUT/chunks/NNN/frames.npy       decoded frames, lossless (what neighbours read)
-    OUT/chunks/NNN/chunk.mp4        the same frames for people
-    OUT/chunks/NNN/done.json        written last: the chunk is finished
-    OUT/video.mp4                   the merged result
+Everything a resume needs is in the job's folder; `engine.workspace.Workspace`
+owns its layout.
 """
 
 from __future__ import annotations
@@ -17,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,10 +49,8 @@ from engine.settings import (  # noqa: F401  (re-exported)
     JobInputs,
     JobSettings,
 )
+from engine.workspace import CHUNK_CONDITIONS_FILE, Workspace
 
-RUN_FILE = "run.json"
-CONDITIONS_FILE = "conditions.safetensors"
-CHUNK_CONDITIONS_FILE = "conditions.safetensors"  # per chunk: its pose and hand latents
 # Part of every run's fingerprint: outputs made under other arithmetic rules (before the
 # release's rounding, Otsu, merge and tiling rules of ENGINE-SPEC section 10) are never
 # mixed into a run made under these.
@@ -92,6 +81,7 @@ class Job:
                  ckpt: str | Path | None = None, device: str = "cpu",
                  budget: Budget = None, progress: ProgressCallback | None = None) -> None:
         self.out = Path(out_dir)
+        self.workspace = Workspace(self.out)
         self.inputs = inputs
         self.settings = settings
         self.device = device
@@ -111,20 +101,19 @@ class Job:
 
     # -- paths ---------------------------------------------------------------
     def chunk_dir(self, i: int) -> Path:
-        return self.out / "chunks" / f"{i:03d}"
+        return self.workspace.chunk_dir(i)
 
     @functools.cached_property
     def anchor_cache(self) -> AnchorCache:
         # One instance per job: it owns the writer thread whose queue finish() drains.
-        return AnchorCache(self.out / "cache" / "anchor")
+        return AnchorCache(self.workspace.anchor_cache_dir)
 
     @property
     def video_path(self) -> Path:
-        return self.out / "video.mp4"
+        return self.workspace.video
 
     def is_done(self, i: int) -> bool:
-        d = self.chunk_dir(i)
-        return (d / "done.json").exists() and (d / "frames.npy").exists()
+        return self.workspace.is_done(i)
 
     # -- preparation ---------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
@@ -168,7 +157,7 @@ class Job:
             if not Path(path).is_file():
                 raise MediaError(f"{name} {path}: file not found")
         fp = self.fingerprint()
-        run_file = self.out / RUN_FILE
+        run_file = self.workspace.run_file
         if restart:
             self.discard_outputs()
         elif run_file.exists():
@@ -195,10 +184,7 @@ class Job:
 
     def discard_outputs(self) -> None:
         """Remove this job's generated files (never the inputs or anything else)."""
-        for sub in ("chunks", "cache"):
-            shutil.rmtree(self.out / sub, ignore_errors=True)
-        for name in (RUN_FILE, CONDITIONS_FILE, "video.mp4"):
-            (self.out / name).unlink(missing_ok=True)
+        self.workspace.discard_outputs()
 
     def _models(self) -> ModelSet:
         if self.models is None:
@@ -214,7 +200,7 @@ class Job:
         """Job-wide conditions, computed once and kept on disk for resumes."""
         if self._cond is not None:
             return self._cond
-        path = self.out / CONDITIONS_FILE
+        path = self.workspace.conditions
         prompt = clean_prompt(self.inputs.prompt)
         _, char_pos = find_keyword(prompt)
         if path.exists():
@@ -248,11 +234,8 @@ class Job:
 
     def anchor_seed(self) -> int:
         """The seed the finished anchor was made with (a retry may have changed it)."""
-        done = self.chunk_dir(self.settings.anchor) / "done.json"
-        if done.exists():
-            return int(json.loads(done.read_text()).get("extra", {}).get("seed",
-                                                                          self.settings.seed))
-        return self.settings.seed
+        seed = self.workspace.done_seed(self.settings.anchor)
+        return self.settings.seed if seed is None else seed
 
     def anchor_settings(self, seed: int) -> dict[str, Any]:
         """What the anchor cache depends on; a base chunk checks it before reading."""
@@ -388,7 +371,7 @@ class Job:
         memory), and the rest of the chunk must see the very same conditions.
         """
         s, plan, models = self.settings, self._require_plan(), self._models()
-        path = self.chunk_dir(i) / CHUNK_CONDITIONS_FILE
+        path = self.workspace.chunk_conditions(i)
         head = tail = None
         if plan.chunks[i].role == "cond":
             head = load_frames(self.chunk_dir(i - 1) / "frames.npy")[-s.head:]
@@ -422,11 +405,7 @@ class Job:
 
     def invalidate(self, indices: list[int]) -> None:
         """Forget chunks' results so they are generated again (retry)."""
-        for i in indices:
-            d = self.chunk_dir(i)
-            for name in ("done.json", "state.safetensors", CHUNK_CONDITIONS_FILE):
-                (d / name).unlink(missing_ok=True)
-        self.video_path.unlink(missing_ok=True)
+        self.workspace.invalidate(indices)
 
     def merge(self) -> Path:
         plan = self._require_plan()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_json, leftover_temps
+from engine.workspace import Workspace
 from sessions.eta import session_eta
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
@@ -42,6 +43,11 @@ def worker_devices(session: dict[str, Any], gpus: str | None = None,
             raise StoreError(f"--gpus {spec!r}: write GPU indices like 0 or 0,1,2") from None
     device = session.get("device") or "cpu"
     return [device] * max(workers or 1, 1)
+
+
+def workspace_of(session: dict[str, Any]) -> Workspace | None:
+    """The session's job folder (None before `session new` has made it)."""
+    return Workspace(session["workspace"]) if session.get("workspace") else None
 
 
 def log_path(session_id: int, n: int, home: Path | None = None) -> Path:

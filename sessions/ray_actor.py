@@ -12,7 +12,6 @@ with `ray.remote` (so the package works without the `ray` extra).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -159,7 +158,7 @@ class ChunkActor:
         if result is None:
             job.release_models()  # a paused actor holds no GPU memory
             return None
-        done = json.loads((job.chunk_dir(idx) / "done.json").read_text())
+        done = job.workspace.done_record(idx)
         return {"done": done, "nvml_peak": self.nvml_peak or None, "loaded": job.loaded_dit}
 
     def _on_progress(self, e: ProgressEvent) -> None:

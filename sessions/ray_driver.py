@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import sys
@@ -422,7 +421,7 @@ class RayDriver:
                     break
                 idx = row["idx"]
                 if self.job.is_done(idx):  # finished on disk just before a crash: adopt it
-                    done = json.loads((self.job.chunk_dir(idx) / "done.json").read_text())
+                    done = self.job.workspace.done_record(idx)
                     slot.record.finish(idx, done, recovered=True)
                     continue
                 slot.chunk = idx

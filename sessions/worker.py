@@ -12,7 +12,6 @@ continues from its last saved step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
@@ -177,7 +176,7 @@ class Worker:
 
     def finish(self, job, idx: int, recovered: bool = False, nvml_peak: int | None = None
                ) -> None:
-        done = json.loads((job.chunk_dir(idx) / "done.json").read_text())
+        done = job.workspace.done_record(idx)
         self.chunk = None
         self.record.finish(idx, done, recovered=recovered, nvml_peak=nvml_peak)
 

@@ -108,3 +108,52 @@ def test_resume_removes_temp_files_before_workers_start(tmp_path: Path) -> None:
         assert (ws / "chunks/002/frames.npy").read_bytes() == b"x" * 30  # the real file
         assert any(e["kind"] == "cleanup" and "1 temp files" in e["message"]
                    for e in store.events(sid))
+
+
+# -- the Workspace object: the one owner of a job folder's paths ---------------------
+
+def test_workspace_layout_is_the_documented_one(tmp_path: Path) -> None:
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    assert ws.chunk_dir(7) == tmp_path / "chunks" / "007"
+    assert ws.done_file(7) == tmp_path / "chunks/007/done.json"
+    assert ws.frames(7) == tmp_path / "chunks/007/frames.npy"
+    assert ws.state(7) == tmp_path / "chunks/007/state.safetensors"
+    assert ws.anchor_cache_dir == tmp_path / "cache/anchor"
+    assert ws.video == tmp_path / "video.mp4"
+    assert ws.run_file == tmp_path / "run.json"
+
+
+def test_a_chunk_is_done_only_with_its_record_and_its_frames(tmp_path: Path) -> None:
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    _touch(ws.frames(1), 3)
+    assert not ws.is_done(1)  # frames without done.json: killed before the record
+    ws.done_file(1).write_text('{"extra": {"seed": 77}}')
+    assert ws.is_done(1) and ws.done_seed(1) == 77
+    ws.frames(1).unlink()
+    assert not ws.is_done(1)
+    assert ws.done_seed(2) is None
+
+
+def test_invalidate_forgets_results_and_the_video_keeps_the_rest(tmp_path: Path) -> None:
+    from engine.workspace import Workspace
+
+    ws = Workspace(_workspace(tmp_path))
+    for i in (1, 2):
+        ws.done_file(i).write_text("{}")
+        _touch(ws.chunk_conditions(i), 4)
+    _touch(ws.video, 9)
+    ws.invalidate([1])
+    assert not ws.done_file(1).exists() and not ws.state(1).exists()
+    assert not ws.chunk_conditions(1).exists() and not ws.video.exists()
+    assert ws.frames(1).exists()  # overwritten by the new run, never read before
+    assert ws.is_done(2) and ws.chunk_conditions(2).exists()
+
+
+def test_workspace_needs_no_torch() -> None:
+    code = ("import sys, engine.workspace; "
+            "sys.exit(1 if {'torch', 'cv2', 'numpy'} & set(sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from sessions.control import Workspace
 
 THUMBS = 4
 THUMB_MAX_PX = 48  # thumbnails are cut to this height here; the widget scales further
@@ -22,14 +23,10 @@ class ChunkFiles:
     problem: str = ""  # why there are no thumbnails
 
 
-def chunk_dir(workspace: str | Path, idx: int) -> Path:
-    return Path(workspace) / "chunks" / f"{idx:03d}"
-
-
-def load_chunk_files(workspace: str | Path | None, idx: int, role: str) -> ChunkFiles:
-    if not workspace:
+def load_chunk_files(workspace: Workspace | None, idx: int, role: str) -> ChunkFiles:
+    if workspace is None:
         return ChunkFiles(idx, problem="session has no workspace yet")
-    folder = chunk_dir(workspace, idx)
+    folder = workspace.chunk_dir(idx)
     files = []
     if folder.is_dir():
         for p in sorted(folder.iterdir()):
@@ -37,9 +34,9 @@ def load_chunk_files(workspace: str | Path | None, idx: int, role: str) -> Chunk
                 files.append((p.name, p.stat().st_size))
     cache = None
     if role == "anchor":
-        parts = [p for p in (Path(workspace) / "cache" / "anchor").glob("*") if p.is_file()]
+        parts = workspace.anchor_cache_files()
         cache = (len(parts), sum(p.stat().st_size for p in parts))
-    npy = folder / "frames.npy"
+    npy = workspace.frames(idx)
     if not npy.is_file():
         return ChunkFiles(idx, files, cache, problem="no frames yet (the chunk is not decoded)")
     try:

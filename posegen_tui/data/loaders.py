@@ -14,7 +14,13 @@ from posegen_tui.data.log_tail import tail_lines
 from posegen_tui.data.media_info import frame_count
 from posegen_tui.data.store_access import opened
 from posegen_tui.data.tuning import Point, points_from_chunks
-from sessions.control import ACTIVE_STATES, effective_state, log_path, running_phases
+from sessions.control import (
+    ACTIVE_STATES,
+    effective_state,
+    log_path,
+    running_phases,
+    workspace_of,
+)
 from sessions.eta import session_eta
 from sessions.store import Store
 
@@ -113,10 +119,10 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         chunks, note = planned_chunks(session, project)
     live = sum(1 for w in workers if w["alive"])
     log = log_path(session_id, 0, home)
-    workspace = session.get("workspace") or ""
+    workspace = workspace_of(session)
     chosen = next((c for c in chunks if c.idx == selected), None)
     files = load_chunk_files(workspace, chosen.idx, chosen.role) if chosen else None
-    video = Path(workspace) / "video.mp4" if workspace else None
+    video = workspace.video if workspace is not None else None
     return SessionData(
         session=session, project=project, state=state, chunks=chunks, workers=workers,
         events=events, log_lines=tail_lines(log, LOG_LINES), log_file=log.name,

@@ -25,6 +25,7 @@ from posegen_tui.widgets.halfcell import fit, halfcell_lines
 from posegen_tui.widgets.memory_plot import plot_lines
 from posegen_tui.widgets.timeline_layout import layout
 from posegen_tui.widgets.timeline_text import timeline_text
+from sessions.control import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 2**30
@@ -102,12 +103,12 @@ def test_thumbnails_from_frames_npy(tmp_path: Path) -> None:
     frames = np.random.default_rng(0).integers(0, 255, (17, 96, 48, 3), dtype=np.uint8)
     np.save(folder / "frames.npy", frames)
     (folder / "done.json").write_text("{}")
-    files = load_chunk_files(tmp_path, 2, "base")
+    files = load_chunk_files(Workspace(tmp_path), 2, "base")
     assert [name for name, _ in files.files] == ["done.json", "frames.npy"]
     assert files.frames == 17 and [i for i, _ in files.thumbs] == [0, 5, 11, 16]
     assert files.thumbs[0][1].shape == (48, 24, 3)  # cut to at most 48 rows
     assert np.array_equal(files.thumbs[1][1], frames[5, ::2, ::2])
-    assert "not decoded" in load_chunk_files(tmp_path, 4, "base").problem
+    assert "not decoded" in load_chunk_files(Workspace(tmp_path), 4, "base").problem
 
 
 # -- tuning --------------------------------------------------------------------------
