@@ -27,8 +27,8 @@ from engine.atomic import atomic_write_json
 from engine.cache_io import AsyncTensorWriter, BlockPrefetcher
 from engine.errors import CacheMismatchError  # noqa: F401  (re-exported)
 from engine.tensor_file import read_tensor, write_tensor_file
+from engine.workspace import ANCHOR_MANIFEST as MANIFEST
 
-MANIFEST = "manifest.json"
 FORMAT = 2  # 1: K and V per block; 2: the self-attention input per block
 INPUT = "x"
 

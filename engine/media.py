@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from engine.atomic import atomic_write_with
 from engine.errors import MediaError  # noqa: F401  (re-exported)
+from engine.video_meta import video_info  # noqa: F401  (re-exported)
 
 PathLike = str | os.PathLike[str]
 
@@ -59,29 +60,6 @@ def read_image(path: PathLike) -> np.ndarray:
 
 def frame_count(path: PathLike) -> int:
     return video_info(path)[0]
-
-
-def video_info(path: PathLike) -> tuple[int, float, int, int]:
-    """(frames, fps, height, width) from the container, without decoding the video."""
-    path = _existing(path, "video")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise MediaError(f"{path}: cannot open as a video; re-encode it as H.264 .mp4")
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        if count <= 0:
-            # Some containers do not store a count; grabbing skips the pixel conversion.
-            count = 0
-            while cap.grab():
-                count += 1
-    finally:
-        cap.release()
-    if count <= 0:
-        raise MediaError(f"{path}: no decodable frames; check the file or re-encode it as .mp4")
-    return count, fps, height, width
 
 
 def center_crop_resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:

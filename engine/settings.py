@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -142,30 +142,45 @@ class JobSettings:
                              self.max_block_idx, self.use_mask)
 
     def validate(self) -> None:
+        """Raise the first problem (a JobError/ChunkPlanError naming the value and the fix)."""
         self.spec.validate()
+        problems = self.problems()
+        if problems:
+            raise JobError(problems[0])
+
+    def problems(self) -> list[str]:
+        """Every problem of these settings, one line each (a form shows them all at once)."""
+        out: list[str] = []
+        try:
+            self.spec.validate()
+        except ValueError as e:
+            out.append(str(e))
         for name, v in (("--height", self.height), ("--width", self.width)):
             if v < 16 or v % 16:
-                raise JobError(f"{name} {v}: must be a positive multiple of 16 "
-                               "(VAE 8x times DiT patch 2)")
-        for name, v in (("--height", self.height), ("--width", self.width)):
-            if v > MAX_SIDE:
-                raise JobError(f"{name} {v}: at most {MAX_SIDE} (the release runs 1280x720; "
-                               "attention cost grows with the square of the pixel count)")
+                out.append(f"{name} {v}: must be a positive multiple of 16 "
+                           "(VAE 8x times DiT patch 2)")
+            elif v > MAX_SIDE:
+                out.append(f"{name} {v}: at most {MAX_SIDE} (the release runs 1280x720; "
+                           "attention cost grows with the square of the pixel count)")
         if not math.isfinite(self.cfg_scale) or self.cfg_scale < 0:
-            raise JobError(f"--cfg {self.cfg_scale}: must be a finite number >= 0 (the release "
-                           "uses 5; 1 turns the negative prompt off)")
+            out.append(f"--cfg {self.cfg_scale}: must be a finite number >= 0 (the release "
+                       "uses 5; 1 turns the negative prompt off)")
         if not math.isfinite(self.shift) or self.shift <= 0:
-            raise JobError(f"--shift {self.shift}: must be a finite number > 0 (default 5)")
+            out.append(f"--shift {self.shift}: must be a finite number > 0 (default 5)")
         if self.steps < 1:
-            raise JobError(f"--steps {self.steps}: need at least one sampling step")
+            out.append(f"--steps {self.steps}: need at least one sampling step")
         s0, s1 = self.share_steps
-        if not 0 <= s0 < s1 <= self.steps:
-            raise JobError(f"-s {s0} {s1}: the anchor's shared steps must lie within the "
-                           f"{self.steps} sampling steps (0 <= start < end <= {self.steps}); "
-                           f"pass e.g. -s 0 {min(2, self.steps)} or more --steps")
+        if self.steps >= 1 and not 0 <= s0 < s1 <= self.steps:
+            out.append(f"-s {s0} {s1}: the anchor's shared steps must lie within the "
+                       f"{self.steps} sampling steps (0 <= start < end <= {self.steps}); "
+                       f"pass e.g. -s 0 {min(2, self.steps)} or more --steps")
+        if self.anchor < 0 or self.anchor % 2:
+            out.append(f"--anchor {self.anchor}: the anchor must be an even (base) chunk: "
+                       "0, 2, 4, ...")
         if self.vae_tiling not in VAE_TILINGS:
-            raise JobError(f"--vae-tiling {self.vae_tiling}: choose one of "
-                           f"{', '.join(VAE_TILINGS)}")
+            out.append(f"--vae-tiling {self.vae_tiling}: choose one of "
+                       f"{', '.join(VAE_TILINGS)}")
+        return out
 
     def torch_dtype(self, device: str) -> Any:
         """The torch dtype of this run on ``device`` (imports torch)."""
@@ -180,3 +195,21 @@ class JobSettings:
         except KeyError:
             raise JobError(f"--dtype {self.dtype}: use auto, float32, bfloat16 or float16"
                            ) from None
+
+
+def settings_to_json(settings: JobSettings) -> dict[str, Any]:
+    """A session row's copy of its settings (tuples as lists)."""
+    d = asdict(settings)
+    d["share_steps"] = list(settings.share_steps)
+    d["share_blocks"] = list(settings.share_blocks)
+    return d
+
+
+def settings_from_json(raw: dict[str, Any]) -> JobSettings:
+    """Settings back from a session row; keys of older or newer versions are ignored."""
+    known = {f.name for f in fields(JobSettings)}
+    values = {k: v for k, v in raw.items() if k in known}
+    for key in ("share_steps", "share_blocks"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return JobSettings(**values)

@@ -32,6 +32,7 @@ FRAMES_FILE = "frames.npy"
 STATE_FILE = "state.safetensors"
 PREVIEW_FILE = "chunk.mp4"
 VIDEO_FILE = "video.mp4"
+ANCHOR_MANIFEST = "manifest.json"  # written last by the anchor: its cache is complete
 
 KINDS = {
     "anchor cache (K/V, maps)": "cache/anchor/*",
@@ -103,6 +104,14 @@ class Workspace:
             return None
         seed = self.done_record(i).get("extra", {}).get("seed")
         return None if seed is None else int(seed)
+
+    def anchor_cache_complete(self) -> bool:
+        """The anchor finished writing its K/V cache (base chunks can read it)."""
+        try:
+            manifest = json.loads((self.anchor_cache_dir / ANCHOR_MANIFEST).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(manifest, dict) and bool(manifest.get("complete"))
 
     def anchor_cache_files(self) -> list[Path]:
         return [p for p in self.anchor_cache_dir.glob("*") if p.is_file()]

@@ -165,30 +165,19 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
 
 # -- projects and sessions -----------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    from engine.media import MediaError, video_info
-    from engine.prompt import clean_prompt, find_keyword, read_prompt_file
+    from engine.prompt import read_prompt_file
+    from sessions.commands import NewProject, create_project
 
     prompt = args.prompt if args.prompt is not None else read_prompt_file(args.prompt_file)
-    find_keyword(clean_prompt(prompt))
-    paths = {k: getattr(args, k) for k in ("image", "pose", "hand", "driving")}
-    for key, path in paths.items():
-        if path is not None and not path.is_file():
-            raise MediaError(f"--{key} {path}: file not found")
-    pose_frames = video_info(args.pose)[0]
-    hand_frames = video_info(args.hand)[0]
-    if pose_frames != hand_frames:
-        raise MediaError(f"--hand {args.hand}: {hand_frames} frames, but --pose {args.pose} "
-                         f"has {pose_frames}; render both from the same driving video")
-    pid = _store().create_project(
-        args.project, image=str(args.image.resolve()), pose=str(args.pose.resolve()),
-        hand=str(args.hand.resolve()), prompt=prompt, framing=args.framing,
-        driving=str(args.driving.resolve()) if args.driving else None)
+    pid = create_project(_store(), NewProject(
+        args.project, image=args.image, pose=args.pose, hand=args.hand, prompt=prompt,
+        framing=args.framing, driving=args.driving))
     print(f"project {args.project} (id {pid}) created; next: posegen session new {args.project}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from sessions.control import delete_project, delete_session
+    from sessions.commands import delete_project, delete_session
 
     store = _store()
     if args.kind == "project":
@@ -199,51 +188,24 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_session_new(args: argparse.Namespace) -> int:
-    from engine.checkpoint.dit_loader import check_share_blocks
-    from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
-    from engine.chunk_plan import make_plan
     from engine.cli_options import settings_from_args
-    from engine.media import video_info
-    from sessions.paths import fresh_workspace
-    from sessions.session_job import settings_to_json
+    from sessions.commands import NewSession, create_session
 
     store = _store()
     project = store.get_project(args.project)
     steps, blocks = FRAMINGS[project.get("framing") or DEFAULT_FRAMING]
     args.share_steps = args.share_steps or steps
     args.share_blocks = args.share_blocks or blocks
-    settings = settings_from_args(args)
-    settings.validate()
-    ckpt = resolve_checkpoint_dir(args.ckpt).resolve()
-    layout = CheckpointLayout(ckpt)
-    check_layout(layout)
-    check_share_blocks(settings.share_blocks, layout.dit_dir("base"))
-    frames = video_info(project["pose"])[0]
-    plan = make_plan(frames, settings.spec, settings.num_chunks, settings.anchor, settings.pad)
-    from engine.budget import parse_budget
-
-    parse_budget(args.budget)
-    sid = store.create_session(
-        project["id"], settings={**settings_to_json(settings),
-                                 "planned_chunks": plan.num_chunks}, seed=settings.seed,
-        steps=settings.steps, cfg=settings.cfg_scale,
-        share_steps=" ".join(map(str, settings.share_steps)),
-        share_blocks=" ".join(map(str, settings.share_blocks)), anchor=settings.anchor,
-        budget=args.budget, ckpt=str(ckpt), device=args.device,
-        gpus=args.gpus or ("cpu" if args.device == "cpu" else ""), workspace="",
-        name=args.name)
-    # Resolved: a `sessions` folder linked to a shared mount is stored as the mount's
-    # path, which the nodes of a Ray cluster see (docs/cluster.md).
-    workspace, aside = fresh_workspace(sid)
-    store.set_workspace(sid, str(workspace.resolve()))
-    if aside is not None:
-        print(f"note: {workspace} held files of an earlier, deleted session; moved them to "
-              f"{aside}", file=sys.stderr)
+    created = create_session(store, NewSession(
+        project["id"], settings_from_args(args), ckpt=args.ckpt, device=args.device,
+        budget=args.budget, gpus=args.gpus or "", name=args.name))
+    if created.moved_aside is not None:
+        print(f"note: the new session's folder held files of an earlier, deleted session; "
+              f"moved them to {created.moved_aside}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"id": sid, "chunks": plan.num_chunks}))
+        print(json.dumps({"id": created.id, "chunks": created.chunks}))
     else:
-        print(f"session {sid} of {project['name']}: {plan.num_chunks} chunks of "
-              f"{settings.frames} frames; start it with `posegen start {sid}`")
+        print(created.message())
     return 0
 
 
@@ -419,61 +381,28 @@ def _event_line(e: dict) -> str:
 
 
 # -- results ---------------------------------------------------------------------
-def _job(store, session_id: int):
-    from sessions.session_job import job_for
-
-    session = store.get_session(session_id)
-    return job_for(session, store.get_project(session["project_id"]), device="cpu")
-
-
 def cmd_retry(args: argparse.Namespace) -> int:
-    store = _store()
-    job = _job(store, args.session)
-    chunks = store.chunks(args.session)
-    if chunks and 0 <= args.chunk < len(chunks):
-        role = chunks[args.chunk]["role"]
-        anchor_ok = (job.anchor_cache.manifest() or {}).get("complete")
-        if role == "base" and not anchor_ok:
-            raise StoreError(f"chunk {args.chunk} reads the anchor's cache, which was cleared; "
-                             f"retry the anchor too: posegen retry {args.session} "
-                             f"{job.settings.anchor}")
-    affected = store.retry_chunk(args.session, args.chunk, seed=args.seed)
-    job.invalidate(affected)
-    if store.get_session(args.session)["state"] == "done":
-        store.set_session_state(args.session, "stopped")
-    store.add_event(args.session, "retry", f"chunk {args.chunk} again"
-                    + (f" with seed {args.seed}" if args.seed is not None else "")
-                    + f"; also invalidated {affected[1:]}" * bool(affected[1:]))
-    print(f"session {args.session}: chunks {affected} will be generated again; "
-          f"`posegen resume {args.session}` (or start) runs them")
+    from sessions.commands import retry
+
+    print(retry(_store(), args.session, args.chunk, seed=args.seed).message())
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    store = _store()
-    job = _job(store, args.session)
-    job.prepare()
-    print(job.merge())
+    from sessions.tasks import merge_session
+
+    print(merge_session(args.session, lambda text: None)["video"])
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from engine.workspace import clearable, disk_usage
+    from sessions.commands import cache
 
-    store = _store()
-    session = store.get_session(args.session)
-    out = Path(session["workspace"])
-    for kind, size in disk_usage(out).items():
+    report = cache(_store(), args.session, clear=args.clear)
+    for kind, size in report.usage.items():
         print(f"{kind:<28} {size / 1e6:>10.1f} MB")
     if args.clear:
-        chunks = {c["idx"]: (c["role"], c["status"]) for c in store.chunks(args.session)}
-        files = clearable(out, chunks, bool(store.workers(args.session, live_only=True)))
-        freed = sum(p.stat().st_size for p in files)
-        for p in files:
-            p.unlink()
-        store.add_event(args.session, "cache_clear", f"freed {freed / 1e6:.1f} MB")
-        print(f"cleared {len(files)} files, {freed / 1e6:.1f} MB; kept what unfinished "
-              "chunks and the merge still need")
+        print(report.message())
     return 0
 
 

@@ -373,19 +373,6 @@ def stopped_now_message(session_id: int, pids: list[int]) -> str:
             f"finished chunks are kept; continue with `posegen resume {session_id}`")
 
 
-def delete_session(store: Store, session_id: int) -> str:
-    """Delete a session's rows (refused while it runs); its workspace folder is kept."""
-    store.delete_session(session_id)
-    return f"session {session_id} deleted (its workspace folder is kept)"
-
-
-def delete_project(store: Store, name_or_id: str | int) -> str:
-    """Delete a project and its sessions' rows (refused while one runs); folders are kept."""
-    name = store.get_project(name_or_id)["name"]
-    store.delete_project(name_or_id)
-    return f"project {name} deleted (workspace folders are kept)"
-
-
 def wait(store: Store, session_id: int, timeout: float | None = None,
          poll: float = 0.5) -> str:
     """Block until the session is done or can go no further; returns its state."""

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from engine.budget import parse_budget
-from engine.job import Job, JobInputs, JobSettings
+from engine.job import Job, JobInputs
 from engine.progress import ProgressCallback
-
-
-def settings_to_json(settings: JobSettings) -> dict[str, Any]:
-    d = asdict(settings)
-    d["share_steps"] = list(settings.share_steps)
-    d["share_blocks"] = list(settings.share_blocks)
-    return d
-
-
-def settings_from_json(raw: dict[str, Any]) -> JobSettings:
-    known = {f.name for f in fields(JobSettings)}
-    values = {k: v for k, v in raw.items() if k in known}
-    for key in ("share_steps", "share_blocks"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return JobSettings(**values)
+from engine.settings import settings_from_json, settings_to_json  # noqa: F401  (re-exported)
 
 
 def job_for(session: dict[str, Any], project: dict[str, Any], device: str,

@@ -19,7 +19,7 @@ import torch
 from engine.atomic import atomic_path, atomic_write_json
 from engine.models.dit import DiTConfig, PoseGenDiT
 
-from .layout import CheckpointError
+from .layout import CheckpointError, check_share_blocks  # noqa: F401  (re-exported)
 from .mapped import open_mapped, release_pages
 from .staging import ParallelCopy
 
@@ -45,17 +45,6 @@ def read_config(folder: Path) -> DiTConfig:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: {e}") from None
     return cfg
-
-
-def check_share_blocks(blocks: tuple[int, int] | list[int], folder: Path) -> None:
-    """-b against the DiT's block count, before anything is loaded."""
-    from engine.errors import JobError
-
-    layers = read_config(folder).num_layers
-    b0, b1 = blocks
-    if not 0 <= b0 < b1 <= layers:
-        raise JobError(f"-b {b0} {b1}: the shared blocks must lie within the DiT's {layers} "
-                       f"blocks (0 <= start < end <= {layers}, from {folder / CONFIG_FILE})")
 
 
 def _shards(folder: Path) -> list[Path]:

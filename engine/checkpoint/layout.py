@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +96,31 @@ def check_layout(layout: CheckpointLayout) -> None:
             f"checkpoint directory {layout.root} is incomplete; missing:\n  {lines}\n"
             "Download the PoseGen release (Wan2.1-I2V-14B-720P files plus the two DiT "
             "folders) into it, or run `posegen ckpt make-tiny DIR` for random tiny weights.")
+
+
+def dit_block_count(folder: Path) -> int:
+    """The DiT's block count from its config file, without building the model."""
+    path = folder / DIT_CONFIG
+    try:
+        layers = json.loads(path.read_text())["num_layers"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a DiT folder needs {DIT_CONFIG} with the "
+                              "DiT's constructor keywords (dim, num_heads, ...)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: no readable num_layers ({e}); restore it from the "
+                              "release") from None
+    if not isinstance(layers, int) or layers < 1:
+        raise CheckpointError(f"{path}: num_layers {layers!r} is not a block count; restore "
+                              "it from the release")
+    return layers
+
+
+def check_share_blocks(blocks: tuple[int, int] | list[int], folder: Path) -> None:
+    """-b against the DiT's block count, before anything is loaded."""
+    from engine.errors import JobError
+
+    layers = dit_block_count(folder)
+    b0, b1 = blocks
+    if not 0 <= b0 < b1 <= layers:
+        raise JobError(f"-b {b0} {b1}: the shared blocks must lie within the DiT's {layers} "
+                       f"blocks (0 <= start < end <= {layers}, from {folder / DIT_CONFIG})")

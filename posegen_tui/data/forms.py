@@ -1,7 +1,8 @@
 """Checking the new-project and new-session forms; every message says what to fix.
 
-Rules come from the engine's own pure helpers (`ChunkSpec.validate`,
-`find_keyword`) so the form and `posegen session new` explain problems alike.
+Rules come from the engine's own pure helpers (`find_keyword`) and, for
+sessions, from the command layer (`sessions.commands.check_new_session`), so the
+form and `posegen session new` explain problems alike.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.chunk_plan import ChunkPlanError, ChunkSpec
 from engine.prompt import PromptError, clean_prompt, find_keyword, read_prompt_file
-from engine.settings import DEFAULT_FRAMING
+from engine.settings import DEFAULT_FRAMING, JobSettings
 from engine.settings import FRAMINGS as ENGINE_FRAMINGS
-from posegen_tui.data.tuning import budget_params
+from sessions.commands import NewSession, session_problems
 
 CKPT_ENV = "POSEGEN_CKPT_PATH"
 # -s / -b by framing of the reference image, as the form shows them.
@@ -137,81 +137,51 @@ def _int(problems: list[str], values: dict[str, str], key: str, label: str) -> i
         return None
 
 
-def _pair(problems: list[str], values: dict[str, str], key: str, flag: str) -> list[str]:
+def _pair(problems: list[str], values: dict[str, str], key: str, flag: str
+          ) -> tuple[int, int] | None:
     parts = (values.get(key) or "").replace(",", " ").split()
     if len(parts) != 2 or not all(re.fullmatch(r"\d+", p) for p in parts):
         problems.append(f"{flag} {values.get(key)!r}: write two whole numbers START END, "
                         "e.g. 0 2")
-        return []
-    if int(parts[0]) >= int(parts[1]):
-        problems.append(f"{flag} {' '.join(parts)}: START must be less than END")
-    return parts
+        return None
+    return int(parts[0]), int(parts[1])
 
 
-def check_session(project: dict, values: dict[str, str]) -> list[str]:
-    """Arguments for `posegen session new PROJECT ...`; raises FormError listing problems.
+def check_session(project: dict, values: dict[str, str]) -> NewSession:
+    """The form as a `NewSession`; raises FormError listing every problem at once.
 
-    Only checks that need no model or video: `posegen session new` then checks the
-    checkpoint's files and plans the chunks, and its one-line error is shown as is.
+    What does not parse is reported here (and the spec's default stands in for it, so
+    the rest is still checked); what the values mean (sizes, steps, the checkpoint,
+    the chunk plan) is checked by the command layer, as for `posegen session new`.
     """
     problems: list[str] = []
-    for key in ("image", "pose", "hand"):
-        if not Path(project[key]).is_file():
-            problems.append(f"project {key} {project[key]} is missing (moved or deleted); "
-                            "create the project again with the file's new path")
-    try:
-        find_keyword(clean_prompt(project["prompt"]))
-    except PromptError as e:
-        problems.append(f"project prompt: {e}")
     ints = {k: _int(problems, values, k, k) for k in
             ("steps", "seed", "height", "width", "frames", "head", "tail", "anchor")}
+    defaults = JobSettings()
     try:
-        float(values.get("cfg") or "")
+        cfg = float(values.get("cfg") or "")
     except ValueError:
         problems.append(f"cfg: {values.get('cfg')!r} is not a number (e.g. 5)")
-    if None not in (ints["frames"], ints["head"], ints["tail"]):
-        try:
-            ChunkSpec(ints["frames"], ints["head"], ints["tail"]).validate()
-        except ChunkPlanError as e:
-            problems.append(str(e))
-    for key in ("height", "width"):
-        v = ints[key]
-        if v is not None and (v < 16 or v % 16):
-            problems.append(f"--{key} {v}: must be a positive multiple of 16 "
-                            "(VAE 8x times DiT patch 2)")
-    if ints["steps"] is not None and ints["steps"] < 1:
-        problems.append(f"--steps {ints['steps']}: need at least one sampling step")
-    if ints["anchor"] is not None and (ints["anchor"] < 0 or ints["anchor"] % 2):
-        problems.append(f"--anchor {ints['anchor']}: the anchor must be an even (base) "
-                        "chunk: 0, 2, 4, ...")
-    steps = _pair(problems, values, "share_steps", "-s")
-    blocks = _pair(problems, values, "share_blocks", "-b")
-    budget = (values.get("budget") or "none").strip()
-    if budget.lower() not in ("none", "all", "inf", "auto") and budget_params(budget) is None:
-        problems.append(f"-p {budget!r}: not a parameter count; write e.g. 4e9, 4G, 4*10**9 "
-                        "or none (all parameters on the GPU)")
-    device = (values.get("device") or "cpu").strip()
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        problems.append(f"device {device!r}: use cpu, cuda or cuda:N")
+        cfg = defaults.cfg_scale
+    steps = _pair(problems, values, "share_steps", "-s") or defaults.share_steps
+    blocks = _pair(problems, values, "share_blocks", "-b") or defaults.share_blocks
     gpus = (values.get("gpus") or "").strip()
     if gpus and gpus != "cpu" and not re.fullmatch(r"\d+(\s*,\s*\d+)*", gpus):
         problems.append(f"gpus {gpus!r}: write GPU indices like 0 or 0,1,2")
     ckpt = (values.get("ckpt") or "").strip()
     if not ckpt:
         problems.append(f"checkpoint: give the checkpoint dir (or set ${CKPT_ENV})")
-    elif not Path(ckpt).expanduser().is_dir():
-        problems.append(f"checkpoint: {ckpt} is not a folder (missing?)")
+    n = {k: getattr(defaults, k) if v is None else v for k, v in ints.items()}
+    settings = JobSettings(
+        height=n["height"], width=n["width"], frames=n["frames"], head=n["head"],
+        tail=n["tail"], steps=n["steps"], cfg_scale=cfg, seed=n["seed"], anchor=n["anchor"],
+        share_steps=steps, share_blocks=blocks)
+    new = NewSession(project.get("id", project["name"]), settings,
+                     ckpt=Path(ckpt).expanduser() if ckpt else None,
+                     device=(values.get("device") or "cpu").strip(),
+                     budget=(values.get("budget") or "none").strip(),
+                     gpus=gpus.replace(" ", ""), name=(values.get("name") or "").strip() or None)
+    problems += session_problems(project, new, checkpoint=bool(ckpt))
     if problems:
         raise FormError(problems)
-    args = ["session", "new", str(project["name"]), "--json",
-            "--ckpt", str(Path(ckpt).expanduser().resolve()), "--device", device,
-            "-p", budget, "--cfg", str(float(values["cfg"])),
-            "-s", *steps, "-b", *blocks]
-    for key in ("steps", "seed", "height", "width", "frames", "head", "tail", "anchor"):
-        args += [f"--{key}", str(ints[key])]
-    if gpus:
-        args += ["--gpus", gpus.replace(" ", "")]
-    name = (values.get("name") or "").strip()
-    if name:
-        args += ["--name", name]
-    return args
+    return new

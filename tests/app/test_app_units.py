@@ -147,14 +147,19 @@ def project(tmp_path: Path, prompt: str = "a girl jumps", framing: str = "distan
             "hand": str(tmp_path / "hand.mp4"), "prompt": prompt, "framing": framing}
 
 
-def test_session_form_defaults_follow_the_framing(tmp_path: Path) -> None:
-    d = session_defaults(project(tmp_path))
+def test_session_form_defaults_follow_the_framing(tmp_path: Path, sample_dir: Path,
+                                                  tiny_ckpt: Path) -> None:
+    p = project(tmp_path)
+    d = session_defaults(p)
     assert (d["share_steps"], d["share_blocks"]) == ("0 4", "30 40")
     assert (d["steps"], d["cfg"], d["seed"], d["height"], d["width"]) == (
         "25", "5", "42", "1280", "720")
-    args = check_session(project(tmp_path), d | {"ckpt": str(tmp_path)})
-    assert args[:3] == ["session", "new", "p"]
-    assert args[args.index("-s") + 1:args.index("-s") + 3] == ["0", "4"]
+    p |= {k: str(sample_dir / name) for k, name in
+          (("image", "reference.png"), ("pose", "pose.mp4"), ("hand", "hand.mp4"))}
+    new = check_session(p, d | {"ckpt": str(tiny_ckpt), "share_blocks": "2 4", "seed": "7"})
+    assert new.project == "p" and new.ckpt == tiny_ckpt and new.budget == "none"
+    assert new.settings.share_steps == (0, 4) and new.settings.share_blocks == (2, 4)
+    assert new.settings.seed == 7 and new.settings.height == 1280
 
 
 def test_session_form_explains_every_problem(tmp_path: Path) -> None:
@@ -167,7 +172,7 @@ def test_session_form_explains_every_problem(tmp_path: Path) -> None:
         check_session(p, values)
     text = "\n".join(err.value.problems)
     for expected in ("pose.mp4 is missing", "names no subject", "--head 20", "-b '40'",
-                     "seed: 'x' is not a whole number", "device 'gpu'", "is not a folder"):
+                     "seed: 'x' is not a whole number", "--device 'gpu'", "nope"):
         assert expected in text
 
 
