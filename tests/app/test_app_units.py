@@ -19,8 +19,8 @@ from posegen_tui.data.log_tail import tail_lines
 from posegen_tui.data.tuning import Point, budget_params, format_params, suggest
 from posegen_tui.gpu import nvml
 from posegen_tui.gpu.fake import FakeGpuSource, NoGpuSource
+from posegen_tui.gpu.from_env import source_from_env
 from posegen_tui.gpu.history import GpuHistory
-from posegen_tui.gpu.source import source_from_env
 from posegen_tui.widgets.halfcell import fit, halfcell_lines
 from posegen_tui.widgets.memory_plot import plot_lines
 from posegen_tui.widgets.timeline_layout import layout
