@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from posegen_tui import fmt
+from posegen_tui.app import PosegenApp
+from posegen_tui.app_protocol import AppApi
 from posegen_tui.coalesce import Coalescer
 from posegen_tui.data.chunk import Chunk
 from posegen_tui.data.chunk_files import load_chunk_files
@@ -252,3 +254,9 @@ def test_app_never_loads_the_generation_code() -> None:
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_the_app_provides_what_screens_ask_of_it(tmp_path: Path) -> None:
+    """Screens and the palette see the app as an `AppApi`; PosegenApp has all of it."""
+    app: AppApi = PosegenApp(home=tmp_path, gpu=NoGpuSource())
+    assert isinstance(app, AppApi)
