@@ -18,7 +18,8 @@ from textual.worker import Worker, WorkerState
 
 from posegen_tui.commands import PosegenCommands
 from posegen_tui.data.loaders import load_gpu_side
-from posegen_tui.gpu.source import GpuSource, source_from_env
+from posegen_tui.gpu.from_env import source_from_env
+from posegen_tui.gpu.source import GpuSource
 from posegen_tui.gpu.state import GpuState, GpuTick
 from posegen_tui.runner import GPU, GROUPS, ReceivesResults, Runner
 from posegen_tui.screens.gpu import GpuScreen

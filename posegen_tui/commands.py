@@ -7,15 +7,12 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from posegen_tui.app_protocol import app_api
 from posegen_tui.data.store_access import opened
 from posegen_tui.safe_text import highlight, plain, printable
-
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
 
 Command = tuple[str, Callable[[], object], str]  # (text, call, help)
 
@@ -27,7 +24,7 @@ def _rows(home: Path) -> tuple[list[dict], list[dict]]:
 
 class PosegenCommands(Provider):
     async def startup(self) -> None:
-        app: PosegenApp = self.app  # type: ignore[assignment]
+        app = app_api(self.app)
         try:  # a database read: off the UI thread
             self.projects, self.sessions = await asyncio.to_thread(_rows, app.home)
         except Exception:  # the palette still offers the commands that need no rows
@@ -36,7 +33,7 @@ class PosegenCommands(Provider):
     def commands(self) -> list[Command]:
         from posegen_tui.screens.session import SessionScreen
 
-        app: PosegenApp = self.app  # type: ignore[assignment]
+        app = app_api(self.app)
         cmds: list[Command] = []
         screen = self.screen
         if isinstance(screen, SessionScreen):

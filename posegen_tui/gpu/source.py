@@ -1,17 +1,12 @@
-"""The `GpuSource` protocol and the env switch that picks one.
+"""The `GpuSource` protocol and the `GpuReading` it returns.
 
-`POSEGEN_TUI_GPU=nvml` (default) reads real devices; `fake` gives canned
-numbers and `none` behaves like a machine without NVML, so tests, snapshots
-and tmux runs are deterministic.
+The sources (`nvml`, `fake`) import this module; `from_env` picks one of them.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-
-ENV = "POSEGEN_TUI_GPU"
 
 
 @dataclass(frozen=True)
@@ -36,14 +31,3 @@ class GpuSource(Protocol):
         """Every device now; [] when unavailable. Never raises."""
         ...
 
-
-def source_from_env(value: str | None = None) -> GpuSource:
-    from posegen_tui.gpu.fake import FakeGpuSource, NoGpuSource
-    from posegen_tui.gpu.nvml import NvmlSource
-
-    kind = (value if value is not None else os.environ.get(ENV, "nvml")).strip().lower()
-    if kind == "fake":
-        return FakeGpuSource()
-    if kind == "none":
-        return NoGpuSource()
-    return NvmlSource()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,17 +12,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from posegen_tui import fmt
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.data.loaders import BudgetData, load_budget
 from posegen_tui.data.tuning import MARGIN, suggest
 from posegen_tui.runner import ReceivesResults
 from posegen_tui.safe_text import printable
 from posegen_tui.widgets.form_row import FormInput
 
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
 
-
-class BudgetScreen(ReceivesResults, Screen[None]):
+class BudgetScreen(UsesApp, ReceivesResults, Screen[None]):
     BINDINGS = [Binding("escape", "back", "back"),
                 Binding("left_square_bracket", "gpu(-1)", "prev GPU"),
                 Binding("right_square_bracket", "gpu(1)", "next GPU")]
@@ -34,10 +31,6 @@ class BudgetScreen(ReceivesResults, Screen[None]):
         self.data: BudgetData | None = None
         self.gpu_pos = 0
         self.loaded = False
-
-    @property
-    def papp(self) -> PosegenApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="budget-title")

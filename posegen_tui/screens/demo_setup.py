@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, LoadingIndicator, Static
 
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.data.demo import prepare_demo
 from posegen_tui.runner import ACTIONS, ReceivesResults
 from posegen_tui.widgets.demo_banner import DemoBanner
 
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
 
-
-class DemoSetupScreen(ReceivesResults, Screen[None]):
+class DemoSetupScreen(UsesApp, ReceivesResults, Screen[None]):
     def compose(self) -> ComposeResult:
         yield DemoBanner(id="demo-banner")
         yield Static(Text("Preparing the demo in $POSEGEN_HOME/demo …", "bold"),
                      id="demo-steps")
         yield LoadingIndicator()
         yield Footer(compact=True)
-
-    @property
-    def papp(self) -> PosegenApp:
-        return self.app  # type: ignore[return-value]
 
     def on_mount(self) -> None:
         self.lines: list[str] = []

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.data.forms import FormError
 from posegen_tui.runner import ACTIONS, ReceivesResults
 
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
 
-
-class FormScreen(ReceivesResults, ModalScreen[int | None]):
+class FormScreen(UsesApp, ReceivesResults, ModalScreen[int | None]):
     BINDINGS = [Binding("escape", "cancel", "cancel"),
                 Binding("ctrl+s", "submit", "create")]
 
     busy = False
-
-    @property
-    def papp(self) -> PosegenApp:
-        return self.app  # type: ignore[return-value]
 
     def values(self) -> dict[str, str]:
         return {inp.id.removeprefix("field-"): inp.value for inp in self.query(Input)

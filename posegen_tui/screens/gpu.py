@@ -8,10 +8,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.widgets.gpu_panel import GpuPanel
 
 
-class GpuScreen(Screen[None]):
+class GpuScreen(UsesApp, Screen[None]):
     BINDINGS = [Binding("escape,g", "back", "back")]
 
     def compose(self) -> ComposeResult:
@@ -21,7 +22,7 @@ class GpuScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.app.refresh_gpu_panels()  # type: ignore[attr-defined]
+        self.papp.refresh_gpu_panels()
 
     def action_back(self) -> None:
         self.app.pop_screen()

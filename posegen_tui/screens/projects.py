@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from posegen_tui import fmt
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.data import actions
 from posegen_tui.data.loaders import ProjectsData, load_projects
 from posegen_tui.runner import ACTIONS, ReceivesResults
@@ -21,14 +21,11 @@ from posegen_tui.screens.confirm import ConfirmScreen
 from posegen_tui.widgets.projects_table import ProjectsTable, row_key
 from sessions.control import ACTIVE_STATES
 
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
-
 EMPTY = ("No projects yet. Press n to create one (reference image, pose and hand clips, "
          "prompt), or quit and run `posegen-tui --demo` for a tiny demo project.")
 
 
-class ProjectsScreen(ReceivesResults, Screen[None]):
+class ProjectsScreen(UsesApp, ReceivesResults, Screen[None]):
     BINDINGS = [
         Binding("question_mark", "app.help", "help", key_display="?"),
         Binding("enter", "open", "open"),
@@ -49,10 +46,6 @@ class ProjectsScreen(ReceivesResults, Screen[None]):
         self.detail_shown = False  # the highlighted row's details are on screen
         self._auto_opened = False
         self._select_next: str | None = None
-
-    @property
-    def papp(self) -> PosegenApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("posegen-tui · projects and sessions", "bold"), id="projects-title")

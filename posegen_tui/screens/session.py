@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from posegen_tui.app_protocol import UsesApp
 from posegen_tui.coalesce import Coalescer
 from posegen_tui.data import actions
 from posegen_tui.data.loaders import SessionData, load_session
@@ -26,13 +26,10 @@ from posegen_tui.widgets.gpu_panel import GpuPanel
 from posegen_tui.widgets.session_header import SessionHeader
 from posegen_tui.widgets.thumbnail_strip import ThumbnailStrip
 
-if TYPE_CHECKING:
-    from posegen_tui.app import PosegenApp
-
 POLL_S = 0.5
 
 
-class SessionScreen(ReceivesResults, Screen[None]):
+class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
     BINDINGS = [
         Binding("question_mark", "app.help", "help", key_display="?"),
         Binding("s", "start", "start"),
@@ -58,10 +55,6 @@ class SessionScreen(ReceivesResults, Screen[None]):
         self.data: SessionData | None = None
         self.loaded = False  # the first snapshot is on screen (tests wait for it)
         self.coalescer: Coalescer[SessionData] = Coalescer(self, self.apply)
-
-    @property
-    def papp(self) -> PosegenApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield SessionHeader(id="session-header")

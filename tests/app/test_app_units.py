@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from posegen_tui import fmt
+from posegen_tui.app import PosegenApp
+from posegen_tui.app_protocol import AppApi
 from posegen_tui.coalesce import Coalescer
 from posegen_tui.data.chunk import Chunk
 from posegen_tui.data.chunk_files import load_chunk_files
@@ -19,8 +21,8 @@ from posegen_tui.data.log_tail import tail_lines
 from posegen_tui.data.tuning import Point, budget_params, format_params, suggest
 from posegen_tui.gpu import nvml
 from posegen_tui.gpu.fake import FakeGpuSource, NoGpuSource
+from posegen_tui.gpu.from_env import source_from_env
 from posegen_tui.gpu.history import GpuHistory
-from posegen_tui.gpu.source import source_from_env
 from posegen_tui.widgets.halfcell import fit, halfcell_lines
 from posegen_tui.widgets.memory_plot import plot_lines
 from posegen_tui.widgets.timeline_layout import layout
@@ -258,3 +260,9 @@ def test_app_never_loads_the_generation_code() -> None:
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_the_app_provides_what_screens_ask_of_it(tmp_path: Path) -> None:
+    """Screens and the palette see the app as an `AppApi`; PosegenApp has all of it."""
+    app: AppApi = PosegenApp(home=tmp_path, gpu=NoGpuSource())
+    assert isinstance(app, AppApi)
