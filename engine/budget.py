@@ -8,12 +8,16 @@ on the GPU, the rest live in CPU memory and are copied in at each forward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from engine.errors import BudgetError  # noqa: F401  (re-exported)
 from engine.settings import AUTO, Budget, parse_budget  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from engine.models.dit import PoseGenDiT
 
 # Activation memory of the DiT forward, in bytes per (token x model width), the
 # largest over bare, anchor and KV-sharing base steps. Measured on an H100 at
@@ -175,7 +179,7 @@ def predicted_peak(loose: int, layers: list[int], resident_layers: int, act: int
     return resident + sum(streamed) + act
 
 
-def auto_budget(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_bytes: int,
+def auto_budget(model: PoseGenDiT, dtype: torch.dtype, free_bytes: int, total_bytes: int,
                 n_tokens: int) -> tuple[int | None, int]:
     """The largest budget whose predicted peak fits ``free_bytes`` less a margin.
 
@@ -194,7 +198,7 @@ def auto_budget(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_byt
     return (loose + sum(layers[:n])) // size, peak
 
 
-def fits_whole(model: nn.Module, dtype: torch.dtype, free_bytes: int, total_bytes: int,
+def fits_whole(model: PoseGenDiT, dtype: torch.dtype, free_bytes: int, total_bytes: int,
                n_tokens: int) -> bool:
     """Whether ``model`` fits entirely resident in ``free_bytes`` (``-p auto``'s rule)."""
     budget, _ = auto_budget(model, dtype, free_bytes, total_bytes, n_tokens)

@@ -154,8 +154,9 @@ def write_mp4(path: PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: fl
 
     def writer(tmp: Path) -> None:
         count = 0
-        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", quality=8, macro_block_size=1) as w:
+        w = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                               pixelformat="yuv420p", quality=8, macro_block_size=1)
+        with w:  # not `as w`: imageio's stub types __enter__ as the base, without append_data
             for frame in _even_frames(frames, path):
                 w.append_data(frame)
                 count += 1

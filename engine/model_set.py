@@ -9,6 +9,7 @@ import torch
 from engine.budget import (
     AUTO,
     Budget,
+    BudgetError,
     Placement,
     apply_budget,
     auto_budget,
@@ -154,10 +155,16 @@ class ModelSet:
         # The budget is decided on the model's shapes, before reading: each weight then
         # goes straight from the file to the GPU or to pinned host memory.
         shape_only = self._shapes(kind)
-        budget, peak = self.budget, None
-        if budget == AUTO:
+        budget: int | None
+        peak: int | None = None
+        if self.budget == AUTO:
             budget, peak = auto_budget(shape_only, self.dtype, *self._free_memory(),
                                        self.n_tokens)
+        elif isinstance(self.budget, str):
+            raise BudgetError(f"-p {self.budget!r}: give ModelSet a parsed budget "
+                              f"(parse_budget: a parameter count, {AUTO!r} or None)")
+        else:
+            budget = self.budget
         resident = resident_parameters(shape_only, budget)
         arena = PinnedArena(streamed_bytes(shape_only, budget, self.dtype))
         model = load_dit(folder, device=self.device, dtype=self.dtype,

@@ -115,8 +115,10 @@ class _Rig:
             (xa, ya), (xb, yb) = pts[a], pts[b]
             length = math.hypot(xb - xa, yb - ya) / 2
             angle = math.degrees(math.atan2(yb - ya, xb - xa))
-            poly = cv2.ellipse2Poly((round((xa + xb) / 2), round((ya + yb) / 2)),
-                                    (max(1, round(length)), self.stick), round(angle), 0, 360, 1)
+            # An int32 array already (the stub says a sequence of points): asarray is free.
+            poly = np.asarray(cv2.ellipse2Poly((round((xa + xb) / 2), round((ya + yb) / 2)),
+                                               (max(1, round(length)), self.stick),
+                                               round(angle), 0, 360, 1))
             cv2.fillConvexPoly(canvas, poly, tuple(int(0.6 * c) for c in COLORS[k]))
         for k, (x, y) in enumerate(pts):
             cv2.circle(canvas, (round(x), round(y)), self.stick, COLORS[k], -1)

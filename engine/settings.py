@@ -138,8 +138,8 @@ class JobSettings:
 
     @property
     def share(self) -> ShareSettings:
-        return ShareSettings(tuple(self.share_steps), tuple(self.share_blocks),
-                             self.max_block_idx, self.use_mask)
+        (s0, s1), (b0, b1) = self.share_steps, self.share_blocks  # lists, from JSON
+        return ShareSettings((s0, s1), (b0, b1), self.max_block_idx, self.use_mask)
 
     def validate(self) -> None:
         """Raise the first problem (a JobError/ChunkPlanError naming the value and the fix)."""

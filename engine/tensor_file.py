@@ -34,7 +34,7 @@ def _bytes_view(t: torch.Tensor) -> memoryview:
     flat = t.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def write_tensor_file(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],

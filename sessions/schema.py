@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._sqlite_utils import Database
+from ._sqlite_utils import Database, table
 
 
 class SchemaTooNew(RuntimeError):
@@ -25,12 +25,12 @@ class ForeignDatabase(RuntimeError):
 
 def _v1(db: Database) -> None:
     """The first release: projects, sessions, chunks without accounting, events."""
-    db["projects"].create(
+    table(db, "projects").create(
         {"id": int, "name": str, "image": str, "pose": str, "hand": str, "driving": str,
          "prompt": str, "created_at": float},
         pk="id", not_null=["name", "image", "pose", "hand", "prompt", "created_at"])
-    db["projects"].create_index(["name"], unique=True)
-    db["sessions"].create(
+    table(db, "projects").create_index(["name"], unique=True)
+    table(db, "sessions").create(
         {"id": int, "project_id": int, "settings_json": str, "seed": int, "steps": int,
          "cfg": float, "share_steps": str, "share_blocks": str, "anchor": int, "budget": str,
          "ckpt": str, "device": str, "gpus": str, "workspace": str, "state": str,
@@ -39,14 +39,14 @@ def _v1(db: Database) -> None:
         not_null=["project_id", "settings_json", "state", "desired", "created_at",
                   "updated_at"],
         defaults={"settings_json": "{}", "state": "created", "desired": "run"})
-    db["chunks"].create(
+    table(db, "chunks").create(
         {"session_id": int, "idx": int, "role": str, "start_frame": int, "end_frame": int,
          "deps_json": str, "status": str, "step": int, "steps": int, "worker_id": int,
          "started_at": float, "finished_at": float, "error": str, "updated_at": float},
         pk=("session_id", "idx"), foreign_keys=[("session_id", "sessions", "id")],
         not_null=["role", "deps_json", "status", "step"],
         defaults={"deps_json": "[]", "status": "pending", "step": 0})
-    db["events"].create(
+    table(db, "events").create(
         {"id": int, "session_id": int, "t": float, "kind": str, "chunk_idx": int,
          "worker_id": int, "message": str},
         pk="id", foreign_keys=[("session_id", "sessions", "id")],
@@ -55,46 +55,46 @@ def _v1(db: Database) -> None:
 
 def _v2(db: Database) -> None:
     """Archiving, framing, per-chunk accounting, workers, commands and GPU samples."""
-    db["projects"].add_column("framing", str)
-    db["projects"].add_column("archived", int, not_null_default=0)
-    db["sessions"].add_column("name", str)
-    db["sessions"].add_column("archived", int, not_null_default=0)
-    chunks = db["chunks"]
+    table(db, "projects").add_column("framing", str)
+    table(db, "projects").add_column("archived", int, not_null_default=0)
+    table(db, "sessions").add_column("name", str)
+    table(db, "sessions").add_column("archived", int, not_null_default=0)
+    chunks = table(db, "chunks")
     for col, typ in (("seed", int), ("seconds", float), ("seconds_per_step", float),
                      ("eta_seconds", float), ("peak_vram_torch", int),
                      ("peak_vram_nvml", int), ("budget", str)):
         chunks.add_column(col, typ)
     chunks.add_column("attempts", int, not_null_default=0)
-    db["workers"].create(
+    table(db, "workers").create(
         {"id": int, "session_id": int, "pid": int, "host": str, "device": str,
          "started_at": float, "heartbeat_at": float, "ended_at": float, "end_reason": str,
          "torch_allocated": int, "torch_peak": int, "nvml_used": int, "nvml_total": int,
          "chunk_idx": int},
         pk="id", foreign_keys=[("session_id", "sessions", "id")],
         not_null=["session_id", "pid", "host", "started_at", "heartbeat_at"])
-    db["commands"].create(
+    table(db, "commands").create(
         {"id": int, "session_id": int, "t": float, "kind": str, "args_json": str,
          "handled_at": float},
         pk="id", foreign_keys=[("session_id", "sessions", "id")],
         not_null=["session_id", "t", "kind", "args_json"], defaults={"args_json": "{}"})
-    db["gpu_samples"].create(
+    table(db, "gpu_samples").create(
         {"id": int, "host": str, "device_index": int, "t": float, "used": int, "total": int,
          "util": float, "temp": float, "worker_id": int, "resolution": float},
         pk="id", not_null=["host", "device_index", "t", "resolution"],
         defaults={"resolution": 0.0})
     # The hot queries: claiming/progress, the event tail, live workers, the GPU graph.
     chunks.create_index(["session_id", "status"])
-    db["events"].create_index(["session_id", "id"])
-    db["workers"].create_index(["session_id", "ended_at"])
-    db["commands"].create_index(["session_id", "handled_at"])
-    db["gpu_samples"].create_index(["host", "device_index", "t"])
-    db["gpu_samples"].create_index(["t", "resolution"])
+    table(db, "events").create_index(["session_id", "id"])
+    table(db, "workers").create_index(["session_id", "ended_at"])
+    table(db, "commands").create_index(["session_id", "handled_at"])
+    table(db, "gpu_samples").create_index(["host", "device_index", "t"])
+    table(db, "gpu_samples").create_index(["t", "resolution"])
 
 
 def _v3(db: Database) -> None:
     """Session ids that never repeat: the last one handed out, kept past deletes (a
     session's workspace folder is named by its id and must not pass to a new session)."""
-    db["counters"].create({"name": str, "last": int}, pk="name", not_null=["last"])
+    table(db, "counters").create({"name": str, "last": int}, pk="name", not_null=["last"])
     last = db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0]
     db.execute("INSERT INTO counters (name, last) VALUES ('sessions', ?)", [last])
 

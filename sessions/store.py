@@ -33,7 +33,7 @@ from typing import Any
 from engine.settings import FRAMINGS
 
 from . import schema
-from ._sqlite_utils import Database
+from ._sqlite_utils import Database, last_rowid, table
 from .scheduling import pick_chunk
 from .states import STATES, IllegalMove, check_move
 
@@ -293,11 +293,11 @@ class Store:
             if self._row("SELECT id FROM projects WHERE name = ?", [name]):
                 raise StoreError(f"project '{name}' already exists; pick another name, or "
                                  "archive or delete the old one")
-            table = db["projects"].insert({
+            inserted = table(db, "projects").insert({
                 "name": name, "image": str(image), "pose": str(pose), "hand": str(hand),
                 "driving": _text(driving), "prompt": prompt, "framing": framing,
                 "created_at": time.time(), "archived": 0})
-            return int(table.last_rowid)
+            return last_rowid(inserted)
 
     def get_project(self, name_or_id: str | int) -> dict:
         row = None
@@ -349,12 +349,12 @@ class Store:
         with self._tx() as db:
             pid = self.get_project(project_id)["id"]
             # Never an id a deleted session had: its workspace folder may still exist.
-            last = self._row("SELECT max(coalesce((SELECT last FROM counters WHERE name = "
-                             "'sessions'), 0), coalesce((SELECT max(id) FROM sessions), 0)) "
-                             "AS n")["n"]
+            last = self._rows("SELECT max(coalesce((SELECT last FROM counters WHERE name = "
+                              "'sessions'), 0), coalesce((SELECT max(id) FROM sessions), 0)) "
+                              "AS n")[0]["n"]  # an aggregate: always one row
             db.execute("INSERT INTO counters (name, last) VALUES ('sessions', :n) "
                        "ON CONFLICT (name) DO UPDATE SET last = :n", {"n": last + 1})
-            table = db["sessions"].insert({
+            inserted = table(db, "sessions").insert({
                 "id": last + 1, "project_id": pid, "name": name,
                 "settings_json": json.dumps(settings),
                 "seed": seed, "steps": steps, "cfg": cfg, "share_steps": _text(share_steps),
@@ -364,7 +364,7 @@ class Store:
                 "workspace": None if workspace is None else str(workspace),
                 "state": "created", "desired": "run", "error": None, "created_at": now,
                 "updated_at": now, "archived": 0})
-            return int(table.last_rowid)
+            return last_rowid(inserted)
 
     def _session(self, session_id: int) -> dict:
         row = self._row(
@@ -458,7 +458,7 @@ class Store:
         with self._tx() as db:
             self._session(session_id)
             values["updated_at"] = time.time()
-            db["sessions"].update(session_id, values)
+            table(db, "sessions").update(session_id, values)
 
     def delete_session(self, session_id: int) -> None:
         """Delete the session's rows (not its workspace folder); refused while it runs."""
@@ -471,8 +471,8 @@ class Store:
 
     @staticmethod
     def _delete_session_rows(db: Database, session_id: int) -> None:
-        for table in ("events", "commands", "chunks", "workers"):
-            db.execute(f"DELETE FROM {table} WHERE session_id = ?", [session_id])
+        for name in ("events", "commands", "chunks", "workers"):
+            db.execute(f"DELETE FROM {name} WHERE session_id = ?", [session_id])
         db.execute("DELETE FROM sessions WHERE id = ?", [session_id])
 
     # -- chunks -----------------------------------------------------------------------
@@ -496,7 +496,7 @@ class Store:
             self._session(session_id)
             if self._row("SELECT 1 FROM chunks WHERE session_id = ? LIMIT 1", [session_id]):
                 return False
-            db["chunks"].insert_all([{
+            table(db, "chunks").insert_all([{
                 "session_id": session_id, "idx": int(c["idx"]), "role": c["role"],
                 "start_frame": c["start_frame"], "end_frame": c["end_frame"],
                 "deps_json": json.dumps([int(d) for d in c.get("deps", ())]),
@@ -707,10 +707,10 @@ class Store:
         now = time.time()
         with self._tx() as db:
             self._session(session_id)
-            table = db["workers"].insert({
+            inserted = table(db, "workers").insert({
                 "session_id": session_id, "pid": pid, "host": host, "device": device,
                 "started_at": now, "heartbeat_at": now})
-            return int(table.last_rowid)
+            return last_rowid(inserted)
 
     def heartbeat(self, worker_id: int, *, torch_allocated: int | None = None,
                   torch_peak: int | None = None, nvml_used: int | None = None,
@@ -820,10 +820,10 @@ class Store:
     def _event(self, db: Database, session_id: int, kind: str, message: str = "", *,
                chunk_idx: int | None = None, worker_id: int | None = None,
                now: float | None = None) -> int:
-        table = db["events"].insert({
+        inserted = table(db, "events").insert({
             "session_id": session_id, "t": time.time() if now is None else now, "kind": kind,
             "chunk_idx": chunk_idx, "worker_id": worker_id, "message": message})
-        return int(table.last_rowid)
+        return last_rowid(inserted)
 
     def add_event(self, session_id: int, kind: str, message: str = "", *,
                   chunk_idx: int | None = None, worker_id: int | None = None) -> int:
@@ -853,10 +853,10 @@ class Store:
         _one_of("command", kind, COMMAND_KINDS)
         with self._tx() as db:
             self._session(session_id)
-            table = db["commands"].insert({
+            inserted = table(db, "commands").insert({
                 "session_id": session_id, "t": time.time(), "kind": kind,
                 "args_json": json.dumps(args or {})})
-            return int(table.last_rowid)
+            return last_rowid(inserted)
 
     def pending_commands(self, session_id: int) -> list[dict]:
         rows = self._rows("SELECT * FROM commands WHERE session_id = ? AND handled_at IS NULL "
@@ -897,7 +897,7 @@ class Store:
                 yield row
 
         with self._tx() as db:
-            db["gpu_samples"].insert_all(rows(), batch_size=5000)
+            table(db, "gpu_samples").insert_all(rows(), batch_size=5000)
 
     def gpu_samples(self, host: str | None = None, device_index: int | None = None,
                     since: float | None = None) -> list[dict]:

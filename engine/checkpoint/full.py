@@ -186,6 +186,13 @@ class FileSpec:
         return sum(t.numel for t in self.tensors)
 
     @property
+    def link_target(self) -> str:
+        """``link_of`` of a "link" file; ValueError for the other kinds."""
+        if self.link_of is None:
+            raise ValueError(f"{self.rel}: a {self.kind} file, not a link")
+        return self.link_of
+
+    @property
     def data_bytes(self) -> int:
         return sum(t.numel for t in self.tensors) * DTYPE.itemsize
 
@@ -538,7 +545,7 @@ def _is_complete(plan: Plan, f: FileSpec, manifest: dict[str, Any], links: bool)
         if _on_disk(plan.root, f) != entry["bytes"]:
             return False
         if f.kind == "link" and links:
-            return os.path.samefile(path, plan.root / f.link_of)
+            return os.path.samefile(path, plan.root / f.link_target)
     except (OSError, KeyError, TypeError):
         return False
     return True
@@ -556,7 +563,7 @@ def _needs(plan: Plan, pending: list[FileSpec], links: bool) -> int:
     total = 0
     for f in pending:
         if f.kind == "link":
-            total += 0 if links else by_rel[f.link_of].estimate
+            total += 0 if links else by_rel[f.link_target].estimate
         else:
             total += f.estimate
     return total
@@ -631,7 +638,7 @@ def _write_file(plan: Plan, f: FileSpec, links: bool, pool: ThreadPoolExecutor,
         atomic_write_json(path, f.content)
         return "written"
     if f.kind == "link":
-        source = plan.root / f.link_of
+        source = plan.root / f.link_target
         with atomic_path(path) as tmp:
             progress.phase(f"{'linking' if links else 'copying'} {f.rel}", tmp)
             if links:
@@ -679,7 +686,7 @@ def print_plan(plan: Plan, out: TextIO, links: bool = True) -> None:
     by_rel = {f.rel: f for f in plan.files}
     rows, sizes_of = [], {}
     for f in plan.files:
-        nbytes = by_rel[f.link_of].estimate if f.kind == "link" else f.estimate
+        nbytes = by_rel[f.link_target].estimate if f.kind == "link" else f.estimate
         note = f.what + (" (hard link, 0 extra bytes)" if f.kind == "link" and links else "")
         rows.append((f.rel, f.params if f.kind == "tensors" else None, nbytes, note))
         sizes_of[f.rel] = nbytes

@@ -81,6 +81,8 @@ class ParallelCopy:
         if d.device.type != "cuda":
             d[a:b].copy_(s[a:b])
             return
+        if ready is None:
+            raise RuntimeError("a copy to the GPU needs the caller stream's ready event")
         buf, stream = self._staging(d.device)
         m = b - a
         buf[:m].copy_(s[a:b])

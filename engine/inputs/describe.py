@@ -117,6 +117,8 @@ def load_describer(model_dir: str | os.PathLike[str] | None = None, device: str 
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     describer: Describer | None = None
+    processor: Any = None
+    model: Qwen2_5_VLForConditionalGeneration | None = None
     try:
         try:
             processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
@@ -126,7 +128,9 @@ def load_describer(model_dir: str | os.PathLike[str] | None = None, device: str 
             raise InputError(f"{folder}: cannot load Qwen2.5-VL from this folder "
                              f"({type(exc).__name__}: {exc}); it must be a full local copy "
                              "of Qwen/Qwen2.5-VL-7B-Instruct") from exc
-        model.to(dev).eval()
+        # transformers wraps .to in functools.wraps(nn.Module.to), which mypy reads as
+        # unbound: it takes ``dev`` for ``self``.
+        model.to(dev).eval()  # type: ignore[arg-type]
         describer = Describer(model, processor, dev)
         yield describer
     finally:

@@ -97,7 +97,8 @@ def _fill_limb(canvas: np.ndarray, p: np.ndarray, q: np.ndarray, half_width: int
     centre = _pixel((p + q) / 2)
     half_length = round(math.hypot(dx, dy) / 2)
     angle = round(math.degrees(math.atan2(dy, dx)))
-    polygon = cv2.ellipse2Poly(centre, (half_length, half_width), angle, 0, 360, 1)
+    # An N x 2 int32 array already (the stub says a sequence of points): asarray is free.
+    polygon = np.asarray(cv2.ellipse2Poly(centre, (half_length, half_width), angle, 0, 360, 1))
     cv2.fillConvexPoly(canvas, polygon, color)
 
 

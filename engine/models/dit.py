@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn as nn
@@ -280,7 +280,7 @@ class PoseGenDiT(nn.Module):
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _time(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.time_embedding[0].weight
+        w = cast(nn.Linear, self.time_embedding[0]).weight  # Sequential[i] is a Module
         t = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, timestep).to(w.dtype))
         t_mod = self.time_projection(t).float().unflatten(1, (6, self.cfg.dim))
         return t.float(), t_mod
