@@ -324,7 +324,6 @@ def request_stop(store: Store, session_id: int, kind: str) -> str:
     (the CLI and the app say the same)."""
     if store.get_session(session_id)["state"] == "done":
         return f"session {session_id} is done: nothing to {kind}"
-    store.add_command(session_id, kind)
     state = store.request(session_id, kind)["state"]
     if state in ("pausing", "stopping"):
         return (f"session {session_id}: {state} (its workers {kind} at their next step "

@@ -37,14 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from sessions.control import ray_driver_lock
+from sessions.executor import drive
 from sessions.paths import db_path
 from sessions.ray_actor import CHECK_FILE, DOCS, ChunkActor, node_label
 from sessions.records import (
     HEARTBEAT_S,
     WorkerRecord,
     describe_error,
+    fail_session,
     log,
-    merge_once,
+    mark_running,
+    send_heartbeat,
     settle_state,
     store_plan,
 )
@@ -146,7 +149,7 @@ class Beats(threading.Thread):
                 todo = dict(self.numbers)
             for wid, numbers in todo.items():
                 try:
-                    if not store.heartbeat(wid, **numbers):
+                    if not send_heartbeat(store, wid, **numbers):
                         with self.lock:
                             self.ended.add(wid)
                             self.numbers.pop(wid, None)
@@ -175,7 +178,6 @@ class RayDriver:
         self.ray: Any = None
         self._actor_cls: Any = None
         self._sent_desired: str | None = None
-        self._last_reclaim = 0.0
         self._replacements_left = 0
         self._count = 0
         self._lock_file: Any = None
@@ -199,14 +201,12 @@ class RayDriver:
             store_plan(store, sid, plan, self.job.settings.steps)
             self.beats.start()
             self._start_actors(session, project)
-            if store.get_session(sid)["desired"] == "run":
-                store.set_session_state(sid, "running")
-            reason = self.loop()
+            mark_running(store, sid)
+            reason = drive(store, sid, self.job, self)
         except Exception as e:
             msg = str(e) if isinstance(e, (StartFailed, StoreError)) else describe_error(e, sid)
             log(f"error: {msg}\n{traceback.format_exc()}")
-            store.add_event(sid, "error", msg)
-            store.set_session_state(sid, "failed", error=msg)
+            fail_session(store, sid, msg)
         finally:
             self.beats.halt.set()
             slot_reason = "error" if reason in ("error", "lost") else reason
@@ -367,66 +367,47 @@ class RayDriver:
             with contextlib.suppress(Exception):  # already dead, or Ray is gone
                 self.ray.kill(slot.handle)
 
-    # -- the loop --------------------------------------------------------------------
-    def loop(self) -> str:
-        store, sid = self.store, self.session_id
-        while True:
-            self._forget_ended()
-            desired = store.get_session(sid)["desired"]
-            if desired != self._sent_desired:
-                for slot in self.slots:
-                    slot.handle.set_desired.remote(desired)
-                self._sent_desired = desired
-            if desired == "run":
-                self._reclaim()
-                self._hand_out()
-            if not any(s.run_ref is not None for s in self.slots):
-                if desired != "run":
-                    return "paused" if desired == "pause" else "stopped"
-                if store.all_done(sid):
-                    merge_once(store, sid, self.job)
-                    return "done"
-                if not self.slots and not self.pending:
-                    raise StartFailed(
-                        f"every Ray actor of session {sid} was lost; check the cluster with "
-                        f"`ray status`, then `posegen resume {sid}`")
-                chunks = store.chunks(sid)
-                if not any(c["status"] == "running" for c in chunks) and \
-                        any(c["status"] == "failed" for c in chunks):
-                    return "blocked"
-            self._wait()
+    # -- the executor loop's placement (sessions/executor.py) -----------------------
+    lost = False  # the driver owns its actors' rows; a lost actor ends only its own row
+
+    def refresh(self, desired: str) -> None:
+        self._forget_ended()
+        if desired != self._sent_desired:
+            for slot in self.slots:
+                slot.handle.set_desired.remote(desired)
+            self._sent_desired = desired
+
+    def idle(self) -> list[tuple[WorkerRecord, str | None]]:
+        return [(s.record, s.loaded) for s in self.slots
+                if s.run_ref is None and s.record is not None]
+
+    def launch(self, record: WorkerRecord, row: dict[str, Any]) -> None:
+        slot = next(s for s in self.slots if s.record is record)
+        slot.chunk = idx = row["idx"]
+        slot.run_ref = slot.handle.run_chunk.remote(idx, row["seed"])
+        slot.poll_ref = slot.handle.poll.remote()
+
+    def busy(self) -> bool:
+        return any(s.run_ref is not None for s in self.slots)
+
+    def check_workers(self) -> None:
+        if not self.slots and not self.pending:
+            raise StartFailed(
+                f"every Ray actor of session {self.session_id} was lost; check the cluster "
+                f"with `ray status`, then `posegen resume {self.session_id}`")
 
     def _forget_ended(self) -> None:
         """Rows ended by someone else (e.g. declared lost): that actor stops now."""
         with self.beats.lock:
             ended, self.beats.ended = self.beats.ended, set()
-        for slot in [s for s in self.slots if s.record and s.record.worker_id in ended]:
-            log(f"worker {slot.record.worker_id} was ended by another process; its actor stops")
+        for slot, record in [(s, s.record) for s in self.slots
+                             if s.record and s.record.worker_id in ended]:
+            log(f"worker {record.worker_id} was ended by another process; its actor stops")
             self._kill([slot])
             self.slots.remove(slot)
 
-    def _reclaim(self) -> None:
-        if time.monotonic() - self._last_reclaim < HEARTBEAT_S or not self.slots:
-            return
-        self._last_reclaim = time.monotonic()
-        record = self.slots[0].record
-        if record is not None:
-            record.reclaim_lost()
-
-    def _hand_out(self) -> None:
-        for slot in self.slots:
-            while slot.run_ref is None and slot.record is not None:
-                row = slot.record.claim(slot.loaded)
-                if row is None:
-                    break
-                idx = row["idx"]
-                if self.job.is_done(idx):  # finished on disk just before a crash: adopt it
-                    done = self.job.workspace.done_record(idx)
-                    slot.record.finish(idx, done, recovered=True)
-                    continue
-                slot.chunk = idx
-                slot.run_ref = slot.handle.run_chunk.remote(idx, row["seed"])
-                slot.poll_ref = slot.handle.poll.remote()
+    def wait(self) -> None:
+        self._wait()
 
     def _wait(self) -> None:
         ray = self.ray

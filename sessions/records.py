@@ -145,6 +145,23 @@ class WorkerRecord:
         return self.store.end_worker(self.worker_id, reason)
 
 
+def mark_running(store: Store, session_id: int) -> None:
+    """An executor starts running chunks (unless a pause or stop came meanwhile)."""
+    if store.get_session(session_id)["desired"] == "run":
+        store.set_session_state(session_id, "running")
+
+
+def fail_session(store: Store, session_id: int, msg: str) -> None:
+    """The executor itself failed (cannot start, lost every worker): say why."""
+    store.add_event(session_id, "error", msg)
+    store.set_session_state(session_id, "failed", error=msg)
+
+
+def send_heartbeat(store: Store, worker_id: int, **numbers: Any) -> bool:
+    """A worker's heartbeat with its memory numbers; False once it was declared lost."""
+    return store.heartbeat(worker_id, **numbers)
+
+
 def merge_once(store: Store, session_id: int, job: Any) -> None:
     """Merge under a file lock so two workers finishing together merge once."""
     lock_path = Path(job.out) / ".merge.lock"
@@ -189,7 +206,8 @@ def describe_error(e: BaseException, session: int | None = None) -> str:
     sid = "SESSION" if session is None else str(session)
     full = isinstance(e, OSError) and e.errno == errno.ENOSPC
     if full or "No space left" in str(e) or "StorageFull" in str(e):
-        where = f" while writing {e.filename}" if getattr(e, "filename", None) else ""
+        filename = getattr(e, "filename", None)
+        where = f" while writing {filename}" if filename else ""
         return (f"disk full{where}: free space on that disk, then `posegen resume {sid}` "
                 "(finished chunks are kept)")
     text = f"{type(e).__name__}: {e}"

@@ -99,7 +99,13 @@ def _v3(db: Database) -> None:
     db.execute("INSERT INTO counters (name, last) VALUES ('sessions', ?)", [last])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
+def _v4(db: Database) -> None:
+    """The `commands` table goes: every request is a column of its session (``desired``),
+    read by the workers; the table was written and never read."""
+    db.execute("DROP TABLE IF EXISTS commands")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

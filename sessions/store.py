@@ -1,4 +1,4 @@
-"""The session store: projects, sessions, chunks, workers, events, commands and GPU samples.
+"""The session store: projects, sessions, chunks, workers, events and GPU samples.
 
 Workers (one process per GPU) and viewers (app, CLI) share one SQLite file on local disk.
 WAL lets viewers read while a worker writes; every write is one short ``BEGIN IMMEDIATE``
@@ -40,7 +40,6 @@ from .states import STATES, IllegalMove, check_move
 DESIRED = ("run", "pause", "stop")
 ROLES = ("anchor", "base", "cond")
 CHUNK_STATUSES = ("pending", "ready", "running", "done", "failed", "stale")
-COMMAND_KINDS = ("pause", "resume", "stop", "retry")
 # A worker whose heartbeat is older than this is lost (its chunk goes back to ready).
 WORKER_TIMEOUT_S = float(os.environ.get("POSEGEN_WORKER_TIMEOUT_S", "30"))
 # GPU sample retention: raw for an hour, 1-minute means for a day, 10-minute means beyond.
@@ -471,7 +470,7 @@ class Store:
 
     @staticmethod
     def _delete_session_rows(db: Database, session_id: int) -> None:
-        for name in ("events", "commands", "chunks", "workers"):
+        for name in ("events", "chunks", "workers"):
             db.execute(f"DELETE FROM {name} WHERE session_id = ?", [session_id])
         db.execute("DELETE FROM sessions WHERE id = ?", [session_id])
 
@@ -815,7 +814,7 @@ class Store:
             w["alive"] = self._alive(w, now, timeout_s)
         return [w for w in rows if w["alive"]] if live_only else rows
 
-    # -- events and commands ----------------------------------------------------------
+    # -- events ----------------------------------------------------------------------
 
     def _event(self, db: Database, session_id: int, kind: str, message: str = "", *,
                chunk_idx: int | None = None, worker_id: int | None = None,
@@ -848,29 +847,6 @@ class Store:
                           "SELECT MAX(id) FROM events WHERE session_id = ? AND kind = 'phase' "
                           "GROUP BY chunk_idx)", [session_id])
         return {r["chunk_idx"]: r for r in rows if r["chunk_idx"] is not None}
-
-    def add_command(self, session_id: int, kind: str, args: dict[str, Any] | None = None) -> int:
-        _one_of("command", kind, COMMAND_KINDS)
-        with self._tx() as db:
-            self._session(session_id)
-            inserted = table(db, "commands").insert({
-                "session_id": session_id, "t": time.time(), "kind": kind,
-                "args_json": json.dumps(args or {})})
-            return last_rowid(inserted)
-
-    def pending_commands(self, session_id: int) -> list[dict]:
-        rows = self._rows("SELECT * FROM commands WHERE session_id = ? AND handled_at IS NULL "
-                          "ORDER BY id", [session_id])
-        for r in rows:
-            r["args"] = json.loads(r.pop("args_json") or "{}")
-        return rows
-
-    def mark_command_handled(self, command_id: int) -> bool:
-        """True for the one caller that marks it first (workers may race for a command)."""
-        with self._tx() as db:
-            cur = db.execute("UPDATE commands SET handled_at = ? "
-                             "WHERE id = ? AND handled_at IS NULL", [time.time(), command_id])
-            return cur.rowcount == 1
 
     # -- GPU samples ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.gpu_info import device_index, device_memory
 from engine.progress import ProgressEvent
+from sessions.executor import drive
 from sessions.paths import db_path
 from sessions.records import (  # noqa: F401  (re-exported: worker.describe_error, ...)
     HEARTBEAT_S,
@@ -30,7 +31,8 @@ from sessions.records import (  # noqa: F401  (re-exported: worker.describe_erro
     WorkerRecord,
     describe_error,
     log,
-    merge_once,
+    mark_running,
+    send_heartbeat,
     settle_state,
     store_plan,
 )
@@ -79,7 +81,7 @@ class Heartbeat(threading.Thread):
             if time.time() - self._last_compact > 600:
                 store.compact_gpu_samples()
                 self._last_compact = time.time()
-        if not store.heartbeat(self.worker_id, **numbers):
+        if not send_heartbeat(store, self.worker_id, **numbers):
             # Another process declared this worker lost and took its chunk: stop now.
             self.desired = "lost"
             return
@@ -113,80 +115,72 @@ class Worker:
         project = store.get_project(session["project_id"])
         self.record.register(pid=os.getpid(), host=socket.gethostname())
         log(f"worker {self.worker_id} for session {sid} on {self.device}")
-        beat = Heartbeat(self.db, sid, self.worker_id, self.device)
-        beat.start()
+        heart = Heartbeat(self.db, sid, self.worker_id, self.device)
+        heart.start()
         reason = "finished"
         try:
             job = job_for(session, project, self.device, progress=self.on_progress)
             plan = job.prepare()
             store_plan(store, sid, plan, job.settings.steps)
-            reason = self.loop(job, beat)
+            reason = self.loop(job, heart)
         except Exception as e:
             reason = "error"
             msg = describe_error(e, sid)
             log(f"error: {msg}\n{traceback.format_exc()}")
             self.record.fail(self.chunk, msg)
         finally:
-            beat.halt.set()
+            heart.halt.set()
             self.record.end(reason)
-            self.settle_state()
+            settle_state(store, sid)
             log(f"worker {self.worker_id} exits: {reason}")
         return 0 if reason in ("finished", "paused", "stopped", "done") else 1
 
-    def loop(self, job, beat: Heartbeat) -> str:
-        store, sid = self.store, self.session_id
-        if store.get_session(sid)["desired"] == "run":
-            store.set_session_state(sid, "running")
-        while True:
-            desired = store.get_session(sid)["desired"]
-            if beat.desired == "lost":
-                return "lost"
-            if desired != "run":
-                return "paused" if desired == "pause" else "stopped"
-            self.record.reclaim_lost()
-            row = self.record.claim(job.loaded_dit)
-            if row is None:
-                if store.all_done(sid):
-                    self.merge_once(job)
-                    return "done"
-                chunks = store.chunks(sid)
-                if not any(c["status"] == "running" for c in chunks):
-                    failed = [c["idx"] for c in chunks if c["status"] == "failed"]
-                    if failed:
-                        return "blocked"
-                time.sleep(min(HEARTBEAT_S, 1.0))
-                continue
-            self.chunk = idx = row["idx"]
-            if job.is_done(idx):  # finished on disk just before a crash: adopt it
-                self.finish(job, idx, recovered=True)
-                continue
-            beat.reset_peak()
-            result = job.run_chunk(
-                idx, seed=row["seed"],
-                should_stop=lambda: beat.desired != "run" or self.record.lost_claim)
-            if self.record.lost_claim:
-                return "lost"  # reclaimed while stopped: the chunk is another worker's
-            if result is None:
-                self.record.paused(idx)
-                self.chunk = None
-                job.release_models()
-                continue
-            self.finish(job, idx, nvml_peak=beat.nvml_peak or None)
-            self.chunk = None
+    def loop(self, job: Any, beat: Heartbeat) -> str:
+        mark_running(self.store, self.session_id)
+        return drive(self.store, self.session_id, job, InlinePlacement(self, job, beat))
 
-    def finish(self, job, idx: int, recovered: bool = False, nvml_peak: int | None = None
-               ) -> None:
-        done = job.workspace.done_record(idx)
-        self.chunk = None
-        self.record.finish(idx, done, recovered=recovered, nvml_peak=nvml_peak)
 
-    def merge_once(self, job) -> None:
-        """Merge under a file lock so two workers finishing together merge once."""
-        merge_once(self.store, self.session_id, job)
+class InlinePlacement:
+    """The local worker's placement: one worker, its chunks run in this process."""
 
-    def settle_state(self) -> None:
-        """The last worker out sets the session's resting state."""
-        settle_state(self.store, self.session_id)
+    def __init__(self, worker: Worker, job: Any, beat: Heartbeat) -> None:
+        self.worker, self.job, self.beat = worker, job, beat
+
+    @property
+    def lost(self) -> bool:
+        return self.beat.desired == "lost" or self.worker.record.lost_claim
+
+    def refresh(self, desired: str) -> None:
+        pass  # the heartbeat thread reads the session's wish for should_stop
+
+    def idle(self) -> list[tuple[WorkerRecord, str | None]]:
+        return [(self.worker.record, self.job.loaded_dit)]
+
+    def launch(self, record: WorkerRecord, row: dict[str, Any]) -> None:
+        job, beat, idx = self.job, self.beat, row["idx"]
+        self.worker.chunk = idx
+        beat.reset_peak()
+        result = job.run_chunk(
+            idx, seed=row["seed"],
+            should_stop=lambda: beat.desired != "run" or record.lost_claim)
+        if record.lost_claim:
+            return  # reclaimed while stopped: the chunk is another worker's now
+        if result is None:
+            record.paused(idx)
+            job.release_models()  # a paused worker holds no GPU memory
+        else:
+            record.finish(idx, job.workspace.done_record(idx),
+                          nvml_peak=beat.nvml_peak or None)
+        self.worker.chunk = None
+
+    def busy(self) -> bool:
+        return False  # a chunk runs inline, to its end, inside launch
+
+    def check_workers(self) -> None:
+        pass  # this process is the worker
+
+    def wait(self) -> None:
+        time.sleep(min(HEARTBEAT_S, 1.0))
 
 
 def main(argv: list[str] | None = None) -> int:

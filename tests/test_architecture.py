@@ -60,3 +60,55 @@ def _sql_files() -> list[Path]:
 
 def test_only_sessions_holds_sql() -> None:
     assert _sql_files() == []
+
+
+# -- every change of stored state goes through the command layer -----------------------
+
+COMMAND_LAYER = {"sessions/commands.py", "sessions/control.py", "sessions/records.py",
+                 "sessions/store.py"}
+
+
+def _store_mutators() -> set[str]:
+    """The Store's methods that change projects, sessions, chunks or workers (events and
+    GPU samples are a log, not state)."""
+    from sessions.store import Store
+
+    logs = {"add_event", "add_gpu_sample", "add_gpu_samples", "compact_gpu_samples"}
+    reads = ("get_", "list_", "chunks", "workers", "events", "last_event", "latest_",
+             "gpu_samples", "all_done", "close")
+    return {name for name in vars(Store) if not name.startswith("_") and name not in logs
+            and not name.startswith(reads) and callable(getattr(Store, name))}
+
+
+def _state_writes(code: str, where: str, mutators: set[str]) -> list[str]:
+    """Calls `X.mutator(...)` where X is not the command layer's own module name."""
+    hits = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in mutators:
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in ("commands", "control", "records"):
+                continue  # calling the command layer is how everyone else changes state
+            hits.append(f"{where}:{node.lineno} .{node.func.attr}()")
+    return hits
+
+
+def test_state_is_changed_only_by_the_command_layer() -> None:
+    mutators = _store_mutators()
+    assert {"set_session_state", "claim_chunk", "finish_chunk", "create_session",
+            "retry_chunk", "heartbeat", "request"} <= mutators  # the list is not empty
+    hits = []
+    for package in ("engine", "sessions", "posegen_tui"):
+        for py in sorted((ROOT / package).rglob("*.py")):
+            where = str(py.relative_to(ROOT))
+            if where not in COMMAND_LAYER:
+                hits += _state_writes(py.read_text(), where, mutators)
+    assert hits == [], ("stored state changed outside sessions/commands.py, control.py and "
+                        "records.py:\n" + "\n".join(hits))
+
+
+def test_the_state_write_check_sees_a_direct_write() -> None:
+    code = ("def f(store, commands):\n"
+            "    commands.create_session(store, None)\n"
+            "    store.set_session_state(1, 'running')\n")
+    assert _state_writes(code, "x.py", _store_mutators()) == ["x.py:3 .set_session_state()"]

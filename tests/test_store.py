@@ -337,7 +337,7 @@ def test_end_worker_requeues_its_chunk(store: Store) -> None:
     assert (c0["status"], c0["step"]) == ("ready", 2)
 
 
-def test_events_and_commands(store: Store) -> None:
+def test_events(store: Store) -> None:
     sid = new_session(store)
     first = store.add_event(sid, "start", "go")
     store.add_event(sid, "chunk_done", "chunk 0", chunk_idx=0, worker_id=3)
@@ -345,15 +345,6 @@ def test_events_and_commands(store: Store) -> None:
     tail = store.events(sid, after_id=first)
     assert [(e["kind"], e["chunk_idx"], e["worker_id"]) for e in tail] == [("chunk_done", 0, 3)]
     assert len(store.events(sid, limit=1)) == 1
-
-    cid = store.add_command(sid, "retry", {"chunk": 3})
-    assert [(c["kind"], c["args"]) for c in store.pending_commands(sid)] == [
-        ("retry", {"chunk": 3})]
-    assert store.mark_command_handled(cid) is True
-    assert store.mark_command_handled(cid) is False  # someone else got there first
-    assert store.pending_commands(sid) == []
-    with pytest.raises(StoreError, match="command"):
-        store.add_command(sid, "explode")
 
 
 def test_migration_from_v1_keeps_rows(db: Path) -> None:
@@ -381,7 +372,8 @@ def test_migration_from_v1_keeps_rows(db: Path) -> None:
         chunk = s.chunks(1)[0]
         assert (chunk["status"], chunk["attempts"], chunk["seed"]) == ("done", 0, None)
         assert [e["message"] for e in s.events(1)] == ["old"]
-        assert {"workers", "commands", "gpu_samples"} <= set(s.db.table_names())
+        assert {"workers", "counters", "gpu_samples"} <= set(s.db.table_names())
+        assert "commands" not in s.db.table_names()  # v4: written, never read: gone
         assert s.register_worker(1, pid=1, host="h", device="cpu") == 1
         assert new_session(s, "legacy") == 2  # ids continue after the migrated ones
     with Store(db) as s:  # opening again migrates nothing
