@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.checkpoint.layout import CheckpointError
 from engine.chunk_plan import ChunkPlanError
@@ -18,8 +19,39 @@ USER_ERRORS = (BudgetError, CheckpointError, ChunkPlanError, JobError, CacheMism
                NotADirectoryError)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; each option's help ends with its default, when it has one
+    worth saying (not None, not a flag's True/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default is None or default == argparse.SUPPRESS \
+                or isinstance(default, bool) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands (at any depth) use `HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"posegen {version('posegen-tui')}"
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "posegen (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="posegen", description=__doc__)
+    p = Parser(prog="posegen", description=__doc__)
+    p.add_argument("--version", action="version", version=version_text())
     add_engine_commands(p.add_subparsers(dest="command", required=True))
     return p
 
@@ -50,8 +82,10 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("dir", type=Path)
     s.add_argument("--frames", type=int, default=300)
     s.add_argument("--fps", type=float, default=30.0)
-    s.add_argument("--height", type=int, default=640)
-    s.add_argument("--width", type=int, default=360)
+    s.add_argument("--height", type=int, default=640,
+                   help="video height in pixels, a multiple of 16")
+    s.add_argument("--width", type=int, default=360,
+                   help="video width in pixels, a multiple of 16")
     s.set_defaults(func=cmd_sample_inputs)
 
     add_input_commands(sub)  # prompt, check, prepare

@@ -49,8 +49,10 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
     g.add_argument("--no-pad", action="store_false", dest="pad",
                    help="do not mirror-pad the end; the output may be shorter than the input")
     g = p.add_argument_group("size")
-    g.add_argument("--height", type=int, default=DEFAULTS.height)
-    g.add_argument("--width", type=int, default=DEFAULTS.width)
+    g.add_argument("--height", type=int, default=DEFAULTS.height,
+                   help="video height in pixels, a multiple of 16")
+    g.add_argument("--width", type=int, default=DEFAULTS.width,
+                   help="video width in pixels, a multiple of 16")
     g.add_argument("--frames", type=int, default=DEFAULTS.frames, help="frames per chunk N")
     g.add_argument("--head", type=int, default=DEFAULTS.head, help="head overlap Hd")
     g.add_argument("--tail", type=int, default=DEFAULTS.tail, help="tail overlap Tl")
@@ -63,7 +65,7 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
                    help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16")
     g.add_argument("--vae-tiling", choices=VAE_TILINGS, default=DEFAULTS.vae_tiling,
                    help="release: encode the pose/hand clips and decode in the release's "
-                        "tiles (its exact numbers; default); none: whole frames, faster, "
+                        "tiles (its exact numbers); none: whole frames, faster, "
                         "differs from the release at tile seams (docs/engine.md#numerics)")
 
 

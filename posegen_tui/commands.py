@@ -31,25 +31,16 @@ class PosegenCommands(Provider):
             self.projects, self.sessions = [], []
 
     def commands(self) -> list[Command]:
-        from posegen_tui.screens.session import SessionScreen
+        from posegen_tui.screens.session import SESSION_ACTIONS, SessionScreen
 
         app = app_api(self.app)
         cmds: list[Command] = []
         screen = self.screen
         if isinstance(screen, SessionScreen):
-            sid = screen.session_id
-            for verb, action, help_text in (
-                    ("Start", screen.action_start, "start workers (s)"),
-                    ("Pause", screen.action_pause, "pause at the next step boundary (p)"),
-                    ("Resume", screen.action_resume, "continue after pause/stop/crash (r)"),
-                    ("Stop", screen.action_stop, "stop at the next step boundary (x)"),
-                    ("Stop now:", screen.action_stop_now,
-                     "kill the workers at once, keep finished work (X)"),
-                    ("Retry selected chunk of", screen.action_retry, "with a new seed (t)"),
-                    ("Merge", screen.action_merge, "join the chunks into video.mp4 (m)"),
-                    ("Clear cache of", screen.action_clear_cache, "free unneeded files (c)"),
-                    ("Budget tuning for", screen.action_budget, "peak VRAM vs -p (b)")):
-                cmds.append((f"{verb} session {sid}", action, help_text))
+            for a in SESSION_ACTIONS:
+                if a.verb:
+                    cmds.append((f"{a.verb} session {screen.session_id}",
+                                 getattr(screen, f"action_{a.action}"), f"{a.help} ({a.key})"))
         for s in reversed(self.sessions):
             cmds.append((f"Open session {s['id']}: {printable(s['project_name'])} ({s['state']})",
                          partial(app.open_session, s["id"]),

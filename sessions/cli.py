@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli import USER_ERRORS, add_engine_commands, run_command
+from engine.cli import USER_ERRORS, Parser, add_engine_commands, run_command, version_text
 from engine.settings import DEFAULT_FRAMING, FRAMINGS
 from sessions.store import StoreError
 
@@ -55,8 +55,8 @@ def chunk_index(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from engine.cli_options import add_generation_options
 
-    p = argparse.ArgumentParser(prog="posegen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="posegen", description=__doc__)
+    p.add_argument("--version", action="version", version=version_text())
     sub = p.add_subparsers(dest="command", required=True)
     add_engine_commands(sub)
 

@@ -42,3 +42,35 @@ def check_move(session_id: int, old: str, new: str) -> None:
         allowed = ", ".join(sorted(MOVES.get(old, ()))) or "nothing"
         raise IllegalMove(f"session {session_id} is {old}: it cannot become {new} (from {old} "
                           f"it may become {allowed}); see docs/sessions.md#session-states")
+
+
+# -- chunks --------------------------------------------------------------------------
+
+CHUNK_STATES = ("pending", "ready", "running", "done", "failed", "stale")
+
+# chunk status -> the statuses it may move to. The store's chunk writes name their move
+# and are checked against this table (`check_chunk_move`).
+CHUNK_MOVES: dict[str, frozenset[str]] = {
+    # waits for its dependencies; ready once they are done; retried: stays waiting
+    "pending": frozenset({"ready", "running"}),
+    # claimable; pending again if a dependency was retried
+    "ready": frozenset({"pending", "running"}),
+    # a worker generates it: finished, failed, or handed back (pause, stop, lost worker)
+    "running": frozenset({"done", "failed", "ready"}),
+    # finished; retried (itself: pending/ready, or a chunk it read: stale)
+    "done": frozenset({"pending", "ready", "stale"}),
+    # requeued by resume (ready), retried, or made stale by a retried dependency
+    "failed": frozenset({"pending", "ready", "stale"}),
+    # read a retried chunk: generated again once that one is done
+    "stale": frozenset({"pending", "ready", "running"}),
+}
+
+
+def check_chunk_move(session_id: int, idx: int, old: str, new: str) -> None:
+    if new not in CHUNK_MOVES:
+        raise IllegalMove(f"unknown chunk status {new!r}; use one of {', '.join(CHUNK_STATES)}")
+    if new != old and new not in CHUNK_MOVES.get(old, frozenset()):
+        allowed = ", ".join(sorted(CHUNK_MOVES.get(old, ()))) or "nothing"
+        raise IllegalMove(f"chunk {idx} of session {session_id} is {old}: it cannot become "
+                          f"{new} (from {old} it may become {allowed}); see "
+                          "docs/sessions.md#chunk-states")

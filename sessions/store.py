@@ -35,7 +35,7 @@ from engine.settings import FRAMINGS
 from . import schema
 from ._sqlite_utils import Database, last_rowid, table
 from .scheduling import pick_chunk
-from .states import STATES, IllegalMove, check_move
+from .states import STATES, IllegalMove, check_chunk_move, check_move
 
 DESIRED = ("run", "pause", "stop")
 ROLES = ("anchor", "base", "cond")
@@ -447,6 +447,13 @@ class Store:
         except IllegalMove as e:
             raise StoreError(str(e)) from None
 
+    @staticmethod
+    def _check_chunk_move(session_id: int, idx: int, old: str, new: str) -> None:
+        try:
+            check_chunk_move(session_id, idx, old, new)
+        except IllegalMove as e:
+            raise StoreError(str(e)) from None
+
     def set_workspace(self, session_id: int, path: str | Path) -> None:
         self._update_session(session_id, workspace=str(path))
 
@@ -530,7 +537,8 @@ class Store:
                 f"{span['lo']}..{span['hi']}")
 
     def _refresh_ready(self, db: Database, session_id: int, now: float) -> None:
-        """pending -> ready when all deps are done, and ready -> pending when one is not."""
+        """pending -> ready when all deps are done, and ready -> pending when one is not
+        (both moves of the chunk table; tests/test_store.py checks they stay allowed)."""
         done = _DEPS_DONE.format(c="chunks")
         db.execute(
             f"""UPDATE chunks SET updated_at = :now,
@@ -560,14 +568,16 @@ class Store:
             self._refresh_ready(db, session_id, now)
             if session["desired"] != "run":
                 return None
-            ready = [(r["idx"], r["role"]) for r in self._rows(
-                f"""SELECT idx, role FROM chunks c
+            rows = self._rows(
+                f"""SELECT idx, role, status FROM chunks c
                     WHERE c.session_id = ? AND c.status IN ('pending', 'ready', 'stale')
-                      AND {_DEPS_DONE.format(c="c")}""", [session_id])]
-            picked = pick_chunk(ready, loaded_kind)
+                      AND {_DEPS_DONE.format(c="c")}""", [session_id])
+            picked = pick_chunk([(r["idx"], r["role"]) for r in rows], loaded_kind)
             if picked is None:
                 return None
             idx = picked[0]
+            self._check_chunk_move(session_id, idx,
+                                   next(r["status"] for r in rows if r["idx"] == idx), "running")
             # An attempt is a fresh start, or a start after a failure or a lost worker
             # (both leave an error); taking up a paused chunk again is the same attempt.
             db.execute(
@@ -580,23 +590,27 @@ class Store:
             return self._chunk(session_id, idx)
 
     def _running_update(self, session_id: int, idx: int, worker_id: int | None, sets: str,
-                        params: dict[str, Any], *, ends: bool = True,
+                        params: dict[str, Any], *, to: str | None,
                         statuses: tuple[str, ...] = ("running",)) -> bool:
         """UPDATE a running chunk (of ``worker_id`` if given); False if it is not running.
 
-        ``ends``: the chunk stops running, so its worker is free and dependents may start.
+        ``to``: the status it moves to (checked against the table), so its worker is free
+        and dependents may start; None: it keeps running (progress).
         """
         with self._tx() as db:
             chunk = self._chunk(session_id, idx)
             if chunk["status"] not in statuses or (
                     worker_id is not None and chunk["worker_id"] != worker_id):
                 return False
+            if to is not None:
+                self._check_chunk_move(session_id, idx, chunk["status"], to)
+                sets = f"status = '{to}', {sets}"  # `to` is one of CHUNK_MOVES' keys
             now = time.time()
             db.execute(f"UPDATE chunks SET {sets}, updated_at = :now "
                        "WHERE session_id = :sid AND idx = :idx",
                        {**params, "now": now, "sid": session_id, "idx": idx,
                         "started": chunk["started_at"]})
-            if ends:
+            if to is not None:
                 db.execute("UPDATE workers SET chunk_idx = NULL WHERE id = ? AND chunk_idx = ?",
                            [chunk["worker_id"], idx])
                 self._refresh_ready(db, session_id, now)
@@ -611,7 +625,7 @@ class Store:
             "seconds_per_step = coalesce(:sps, seconds_per_step), "
             "eta_seconds = coalesce(:eta, eta_seconds)",
             {"step": step, "steps": steps, "sps": seconds_per_step, "eta": eta_seconds},
-            ends=False)
+            to=None)
 
     def finish_chunk(self, session_id: int, idx: int, *, seconds: float | None = None,
                      seconds_per_step: float | None = None, peak_vram_torch: int | None = None,
@@ -624,27 +638,27 @@ class Store:
         """
         return self._running_update(
             session_id, idx, worker_id,
-            "status = 'done', step = coalesce(steps, step), finished_at = :now, "
+            "step = coalesce(steps, step), finished_at = :now, "
             "seconds = coalesce(:seconds, :now - :started), eta_seconds = 0, error = NULL, "
             "seconds_per_step = coalesce(:sps, seconds_per_step), "
             "peak_vram_torch = coalesce(:pt, peak_vram_torch), "
             "peak_vram_nvml = coalesce(:pn, peak_vram_nvml), budget = coalesce(:b, budget)",
             {"seconds": seconds, "sps": seconds_per_step, "pt": peak_vram_torch,
-             "pn": peak_vram_nvml, "b": _text(budget)})
+             "pn": peak_vram_nvml, "b": _text(budget)}, to="done")
 
     def fail_chunk(self, session_id: int, idx: int, error: str, *,
                    worker_id: int | None = None) -> bool:
         return self._running_update(
             session_id, idx, worker_id,
-            "status = 'failed', error = :error, finished_at = :now, eta_seconds = NULL",
-            {"error": error})
+            "error = :error, finished_at = :now, eta_seconds = NULL",
+            {"error": error}, to="failed")
 
     def release_chunk(self, session_id: int, idx: int, *, worker_id: int | None = None) -> bool:
         """Hand a running chunk back (pause/stop), or requeue a failed one (resume): ready
         again (pending if a dependency is no longer done), its step kept."""
         return self._running_update(
             session_id, idx, worker_id,
-            "status = 'ready', worker_id = NULL, eta_seconds = NULL", {},
+            "worker_id = NULL, eta_seconds = NULL", {}, to="ready",
             statuses=("running", "failed"))
 
     def retry_chunk(self, session_id: int, idx: int, seed: int | None = None) -> list[int]:
@@ -666,6 +680,7 @@ class Store:
                                  f"session {session_id} first")
             status = ("ready" if all(rows[d]["status"] == "done" for d in rows[idx]["deps"])
                       else "pending")
+            self._check_chunk_move(session_id, idx, rows[idx]["status"], status)
             reset = ("step = 0, error = NULL, worker_id = NULL, started_at = NULL, "
                      "finished_at = NULL, eta_seconds = NULL, updated_at = :now")
             db.execute(f"UPDATE chunks SET status = :st, seed = :seed, {reset} "
@@ -673,6 +688,7 @@ class Store:
                        {"st": status, "seed": seed, "now": now, "sid": session_id, "idx": idx})
             stale = [i for i in dependents if rows[i]["status"] in ("done", "failed")]
             for i in stale:
+                self._check_chunk_move(session_id, i, rows[i]["status"], "stale")
                 db.execute(f"UPDATE chunks SET status = 'stale', {reset} "
                            "WHERE session_id = :sid AND idx = :idx",
                            {"now": now, "sid": session_id, "idx": i})
@@ -747,6 +763,7 @@ class Store:
             "SELECT idx FROM chunks WHERE session_id = ? AND worker_id = ? "
             "AND status = 'running' ORDER BY idx", [sid, wid])]
         for idx in held:
+            self._check_chunk_move(sid, idx, "running", "ready")
             db.execute(
                 """UPDATE chunks SET status = 'ready', worker_id = NULL, eta_seconds = NULL,
                      error = :note || ' at step ' || step || '/' || coalesce(steps, '?')

@@ -112,3 +112,18 @@ def test_the_state_write_check_sees_a_direct_write() -> None:
             "    commands.create_session(store, None)\n"
             "    store.set_session_state(1, 'running')\n")
     assert _state_writes(code, "x.py", _store_mutators()) == ["x.py:3 .set_session_state()"]
+
+
+def test_the_app_never_runs_posegen_to_read_its_words() -> None:
+    """Issue #14: the app calls the command layer; engine work goes through
+    `sessions.tasks` (JSON), never a `posegen` subprocess whose output it parses."""
+    hits = []
+    for py in sorted((ROOT / "posegen_tui").rglob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            hits += [f"{py.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                     if n in ("subprocess", "sessions.cli") or n.startswith("sessions.cli.")]
+            if isinstance(node, ast.Constant) and node.value == "sessions.cli":
+                hits.append(f"{py.relative_to(ROOT)}:{node.lineno} runs sessions.cli")
+    assert hits == []

@@ -46,3 +46,31 @@ def test_the_probe_sees_torch_when_a_command_loads_it(tmp_path: Path) -> None:
     line = loaded_by(tmp_path, "generate", "--image", "x.png", "--pose", "p.mp4", "--hand",
                      "h.mp4", "--prompt", "a man", "--out", str(tmp_path / "o"))
     assert "'torch'" in line, line
+
+
+def test_session_changes_need_no_torch(tmp_path: Path, tiny_ckpt: Path,
+                                       sample_dir: Path) -> None:
+    """Issue #14: `session new` checks every setting (checkpoint, plan) torch-free, in
+    well under the seconds torch takes to import; retry and cache as well."""
+    home = tmp_path / "home"
+    init_project(home, sample_dir)
+    sid = str(make_session(home, tiny_ckpt))
+    for args in (["session", "new", "demo", "--ckpt", str(tiny_ckpt), "--height", "64",
+                  "--width", "32", "--frames", "17", "--head", "5", "--tail", "4",
+                  "-s", "0", "1", "-b", "2", "4", "--steps", "2"],
+                 ["cache", sid], ["cache", sid, "--clear"]):
+        line = loaded_by(home, *args)
+        assert "'torch'" not in line and line.endswith(" 0"), (args, line)
+
+
+def test_version_and_defaults_in_help(tmp_path: Path) -> None:
+    version = subprocess.run([sys.executable, "-m", "sessions.cli", "--version"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("posegen "), version
+    text = subprocess.run([sys.executable, "-m", "sessions.cli", "session", "new", "--help"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
+    flat = " ".join(text[text.index("options:"):].split())  # past the usage lines
+    for option, default in (("--frames", "81"), ("--steps", "25"), ("--device", "cpu"),
+                            ("--height", "1280"), ("--budget", "none")):
+        after = flat[flat.index(f"{option} "):]
+        assert f"(default: {default})" in after[:400], (option, after[:400])

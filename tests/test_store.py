@@ -645,6 +645,35 @@ def test_session_states_move_only_along_the_table(store: Store) -> None:
     assert not any("created" in m for m in MOVES.values())  # only `session new` makes it
 
 
+def test_chunk_statuses_move_only_along_the_table(store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #14: chunk writes name their move; the store checks it against one table."""
+    from sessions import states
+
+    sid = new_session(store)
+    store.init_chunks(sid, plan(3))
+    w = store.register_worker(sid, pid=1, host="h", device="cpu")
+    idx = store.claim_chunk(sid, w)["idx"]
+    assert store.finish_chunk(sid, idx, worker_id=w)
+    # The table, not the SQL, decides: take a move away and the same write is refused.
+    narrowed = dict(states.CHUNK_MOVES, done=frozenset({"stale"}))
+    monkeypatch.setattr(states, "CHUNK_MOVES", narrowed)
+    with pytest.raises(StoreError, match=f"chunk {idx} of session {sid} is done: it cannot "
+                                         "become ready"):
+        store.retry_chunk(sid, idx)
+    assert store.chunks(sid)[idx]["status"] == "done"  # refused writes change nothing
+    monkeypatch.undo()
+    assert store.retry_chunk(sid, idx)[0] == idx
+    with pytest.raises(states.IllegalMove, match="cannot become running"):
+        states.check_chunk_move(sid, 0, "done", "running")  # done is never claimed again
+    moves = states.CHUNK_MOVES
+    assert set(moves) == set(states.CHUNK_STATES)
+    assert all(m <= set(states.CHUNK_STATES) for m in moves.values())
+    # What `_refresh_ready` and `_end` do in SQL without naming a move must stay allowed.
+    assert "ready" in moves["pending"] and "pending" in moves["ready"]
+    assert "ready" in moves["running"]
+
+
 def test_one_worker_timeout_for_every_liveness_check() -> None:
     """Issue #14: the store's and the workers' liveness checks read the same setting."""
     code = ("import sessions.store as s, sessions.records as r, sessions.control as c\n"

@@ -39,8 +39,10 @@ def add_input_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--frames", type=int, default=defaults.frames, help="frames per chunk N")
     c.add_argument("--head", type=int, default=defaults.head)
     c.add_argument("--tail", type=int, default=defaults.tail)
-    c.add_argument("--height", type=int, default=defaults.height)
-    c.add_argument("--width", type=int, default=defaults.width)
+    c.add_argument("--height", type=int, default=defaults.height,
+                   help="video height in pixels, a multiple of 16")
+    c.add_argument("--width", type=int, default=defaults.width,
+                   help="video width in pixels, a multiple of 16")
     c.add_argument("--no-pad", action="store_false", dest="pad",
                    help="check as for a run with padding off")
     c.set_defaults(func=cmd_check)

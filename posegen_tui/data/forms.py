@@ -22,10 +22,13 @@ CKPT_ENV = "POSEGEN_CKPT_PATH"
 FRAMINGS: dict[str, tuple[str, str]] = {
     name: (" ".join(map(str, steps)), " ".join(map(str, blocks)))
     for name, (steps, blocks) in ENGINE_FRAMINGS.items()}
+# The form's fields start at the command layer's defaults (the spec's, in JobSettings).
+_NEW = NewSession(project="", settings=JobSettings())
 SESSION_DEFAULTS: dict[str, str] = {
-    "name": "", "device": "cpu", "gpus": "", "budget": "none", "steps": "25", "cfg": "5",
-    "seed": "42", "height": "1280", "width": "720", "frames": "81", "head": "21",
-    "tail": "20", "anchor": "0"}
+    "name": "", "device": _NEW.device, "gpus": _NEW.gpus, "budget": _NEW.budget,
+    "cfg": f"{_NEW.settings.cfg_scale:g}",
+    **{k: str(getattr(_NEW.settings, k)) for k in
+       ("steps", "seed", "height", "width", "frames", "head", "tail", "anchor")}}
 
 
 class FormError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from textual.app import ComposeResult
@@ -29,19 +30,48 @@ from posegen_tui.widgets.thumbnail_strip import ThumbnailStrip
 POLL_S = 0.5
 
 
+@dataclass(frozen=True)
+class SessionAction:
+    """One key of the session screen: its footer label and, for what it does to the
+    session, its line in the command palette ("<verb> session N", help and key).
+
+    Adding an action is a command-layer function, its CLI command and one row here
+    with the screen's ``action_<name>`` method that calls it.
+    """
+
+    key: str
+    action: str  # the screen's action_<action> (or an app action: "app.gpu")
+    label: str
+    verb: str = ""  # empty: not a palette command of this session
+    help: str = ""
+    show: bool = True
+
+    def binding(self) -> Binding:
+        return Binding(self.key, self.action, self.label, show=self.show)
+
+
+SESSION_ACTIONS = (
+    SessionAction("s", "start", "start", "Start", "start workers"),
+    SessionAction("p", "pause", "pause", "Pause", "pause at the next step boundary"),
+    SessionAction("r", "resume", "resume", "Resume", "continue after pause/stop/crash"),
+    SessionAction("x", "stop", "stop", "Stop", "stop at the next step boundary"),
+    SessionAction("X", "stop_now", "stop now", "Stop now:",
+                  "kill the workers at once, keep finished work", show=False),
+    SessionAction("t", "retry", "retry", "Retry selected chunk of", "with a new seed"),
+    SessionAction("m", "merge", "merge", "Merge", "join the chunks into video.mp4"),
+    # Off the footer so that it fits 80 columns with esc and q; ? and ctrl+p list them.
+    SessionAction("c", "clear_cache", "cache", "Clear cache of", "free unneeded files",
+                  show=False),
+    SessionAction("g", "app.gpu", "GPU", show=False),
+    SessionAction("b", "budget", "budget", "Budget tuning for", "peak VRAM vs -p",
+                  show=False),
+)
+
+
 class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
     BINDINGS = [
         Binding("question_mark", "app.help", "help", key_display="?"),
-        Binding("s", "start", "start"),
-        Binding("p", "pause", "pause"),
-        Binding("r", "resume", "resume"),
-        Binding("x", "stop", "stop"),
-        Binding("X", "stop_now", "stop now", show=False),
-        Binding("t", "retry", "retry"),
-        Binding("m", "merge", "merge"),
-        Binding("c", "clear_cache", "cache"),
-        Binding("g", "app.gpu", "GPU"),
-        Binding("b", "budget", "budget"),
+        *(a.binding() for a in SESSION_ACTIONS),
         Binding("escape", "back", "back"),
         Binding("left", "select(-1)", "prev chunk", show=False, priority=True),
         Binding("right", "select(1)", "next chunk", show=False, priority=True),
