@@ -353,31 +353,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from sessions.control import log_path
+    from sessions.control import event_line, worker_logs
 
     store = _store()
     store.get_session(args.session)
     last = 0
     events = store.events(args.session)
     for e in events[-args.lines:]:
-        print(_event_line(e))
+        print(event_line(e))
     last = events[-1]["id"] if events else 0
-    logs = sorted(log_path(args.session, 0).parent.glob(f"session-{args.session:04d}-worker-*"))
-    for path in logs:
+    for path in worker_logs(args.session):
         print(f"--- {path}")
         lines = path.read_text(errors="replace").splitlines()
         print("\n".join(lines[-args.lines:]))
     while args.follow:
         time.sleep(1)
         for e in store.events(args.session, after_id=last):
-            print(_event_line(e), flush=True)
+            print(event_line(e), flush=True)
             last = e["id"]
     return 0
-
-
-def _event_line(e: dict) -> str:
-    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["t"]))
-    return f"{t} {e['kind']:<13} {e['message']}"
 
 
 # -- results ---------------------------------------------------------------------

@@ -54,6 +54,20 @@ def log_path(session_id: int, n: int, home: Path | None = None) -> Path:
     return log_dir(home) / f"session-{session_id:04d}-worker-{n}.log"
 
 
+def worker_logs(session_id: int, home: Path | None = None) -> list[Path]:
+    """The session's log files: its local workers', then its Ray driver's, if any."""
+    folder = log_dir(home)
+    logs = sorted(folder.glob(f"session-{session_id:04d}-worker-*.log"))
+    driver = ray_driver_log(session_id, home)
+    return logs + ([driver] if driver.is_file() else [])
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One event as `posegen logs` and the app's log screen write it."""
+    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["t"]))
+    return f"{t} {e['kind']:<13} {e['message']}"
+
+
 @contextmanager
 def _start_lock(session_id: int, home: Path | None = None) -> Iterator[None]:
     """Held from the running-check to the recorded spawn: two `posegen start` (or start
@@ -432,9 +446,9 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
                     "step": c["step"] or 0, "steps": c["steps"], "start": c["start_frame"],
                     "end": c["end_frame"], "seed": c["seed"], "worker": c["worker_id"],
                     "seconds_per_step": c["seconds_per_step"], "eta": c["eta_seconds"],
-                    "error": c["error"], **dict(zip(("phase", "phase_seconds"),
-                                                    phases.get(c["idx"], (None, None)),
-                                                    strict=True))} for c in chunks],
+                    "seconds": c["seconds"], "error": c["error"],
+                    **dict(zip(("phase", "phase_seconds"), phases.get(c["idx"], (None, None)),
+                               strict=True))} for c in chunks],
         "workers": [{"id": w["id"], "pid": w["pid"], "alive": bool(w["alive"]),
                      "host": w["host"], "device": w["device"],
                      "heartbeat_age": (time.time() - w["heartbeat_at"])

@@ -73,7 +73,8 @@ class SessionData:
     loaded_at: float
     files: ChunkFiles | None = None  # of the selected chunk
     plan_note: str = ""
-    video: str | None = None
+    video: str | None = None  # as shown: relative to $POSEGEN_HOME when under it
+    video_path: str | None = None  # absolute, to copy or open
     extra: dict = field(default_factory=dict)
     # Running chunks: (phase, seconds in it), e.g. ("loading", 42.0).
     phases: dict[int, tuple[str, float]] = field(default_factory=dict)
@@ -131,7 +132,8 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         if state in ACTIVE_STATES else None,
         tiny_ckpt=(Path(session.get("ckpt") or "/nonexistent") / TINY_MARK).is_file(),
         loaded_at=time.time(), files=files, plan_note=note, phases=phases,
-        video=_shown_path(video, home) if video is not None and video.is_file() else None)
+        video=_shown_path(video, home) if video is not None and video.is_file() else None,
+        video_path=str(video.resolve()) if video is not None and video.is_file() else None)
 
 
 def _shown_path(path: Path, home: Path) -> str:

@@ -62,6 +62,10 @@ SESSION_ACTIONS = (
     # Off the footer so that it fits 80 columns with esc and q; ? and ctrl+p list them.
     SessionAction("c", "clear_cache", "cache", "Clear cache of", "free unneeded files",
                   show=False),
+    SessionAction("l", "log", "log", "Log of", "events and worker logs in full, followed "
+                  "live, searchable", show=False),
+    SessionAction("v", "copy_video", "video", "Copy video path of",
+                  "the merged video's path to the clipboard", show=False),
     SessionAction("g", "app.gpu", "GPU", show=False),
     SessionAction("b", "budget", "budget", "Budget tuning for", "peak VRAM vs -p",
                   show=False),
@@ -209,6 +213,22 @@ class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
 
         self.app.push_screen(RetryScreen(self.session_id, chunk,
                                          self.data.session.get("seed")), answer)
+
+    def action_log(self) -> None:
+        from posegen_tui.screens.log import LogScreen
+
+        self.app.push_screen(LogScreen(self.session_id))
+
+    def action_copy_video(self) -> None:
+        """The merged video's path: shown, and copied with OSC 52 (most terminals, also
+        over SSH, put it on the local clipboard)."""
+        video = self.data.video_path if self.data is not None else None
+        if video is None:
+            self.notify("no video yet: it is written when every chunk is done (m merges)",
+                        severity="warning")
+            return
+        self.app.copy_to_clipboard(video)
+        self.notify(f"copied: {video}")
 
     def action_budget(self) -> None:
         from posegen_tui.screens.budget import BudgetScreen

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from posegen_tui import fmt
@@ -28,6 +29,10 @@ def parse_key(key: str | None) -> tuple[str, int] | None:
 
 
 class ProjectsTable(DataTable):
+    # vi keys beside the arrows; DataTable's own home/end jump to the first/last row.
+    BINDINGS = [Binding("j", "cursor_down", "down", show=False),
+                Binding("k", "cursor_up", "up", show=False)]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.data: ProjectsData | None = None
