@@ -41,6 +41,7 @@ from engine.media import (
 )
 from engine.merge import merge_chunks
 from engine.model_set import ModelSet
+from engine.models.dit import PoseGenDiT
 from engine.progress import EtaClock, PhaseClock, ProgressCallback, ProgressEvent
 from engine.prompt import NEGATIVE_PROMPT, clean_prompt, find_keyword
 from engine.sampler import ChunkInputs, sample
@@ -265,13 +266,12 @@ class Job:
                            sync=models.sync)
         stop = should_stop or (lambda: False)
         with clock.phase("loading"):
-            cond = self.conditions()
-            dit = models.dit("cond" if chunk.role == "cond" else "base")
+            cond, dit = self._load(chunk.role)
         if stop():  # a pause or stop is honoured between phases too, not only between steps
             return None
         key = {"chunk": i, "seed": seed, "run": self.run_id()}
         with clock.phase("encoding"):
-            inputs, grid = self._chunk_inputs(i, key, dit, cond)
+            inputs, grid = self._encode(i, key, dit, cond)
         if stop():
             return None
         with clock.phase("sampling"):
@@ -279,17 +279,43 @@ class Job:
                                                      should_stop)
         if latents is None:
             return None
-        d = self.chunk_dir(i)
         with clock.phase("decoding"):
-            frames = to_uint8_frames(models.decode(latents))
+            frames = self._decode(latents)
         with clock.phase("writing"):
-            save_frames(d / "frames.npy", frames)
-            write_mp4(d / "chunk.mp4", frames, self._fps)
-            if chunk.role == "anchor":
-                self.anchor_cache.finish()
+            self._write(i, chunk.role, frames)
+        result = self._chunk_result(i, chunk.role, seed, time.perf_counter() - t_start,
+                                    clock, hook, step_times)
+        self._finish(result, step_times)
+        return result
+
+    def _load(self, role: str) -> tuple[dict[str, torch.Tensor], PoseGenDiT]:
+        """Loading: the job-wide conditions (encoded by the first chunk) and the DiT of
+        chunk role ``role``."""
+        cond = self.conditions()
+        dit = self._models().dit("cond" if role == "cond" else "base")
+        return cond, dit
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Decoding: the sampled latents to uint8 frames."""
+        return to_uint8_frames(self._models().decode(latents))
+
+    def _write(self, i: int, role: str, frames: np.ndarray) -> None:
+        """Writing: chunk ``i``'s frames (lossless and as mp4); an anchor also waits for
+        its K/V cache to reach the disk."""
+        d = self.chunk_dir(i)
+        save_frames(d / "frames.npy", frames)
+        write_mp4(d / "chunk.mp4", frames, self._fps)
+        if role == "anchor":
+            self.anchor_cache.finish()
+
+    def _chunk_result(self, i: int, role: str, seed: int, seconds: float, clock: PhaseClock,
+                      hook: AnchorRecorder | BaseSharer | None, step_times: list[float]
+                      ) -> ChunkResult:
+        """What ``done.json`` records of a chunk that took ``seconds`` in all."""
+        models = self._models()
         dev = models.device
-        result = ChunkResult(
-            index=i, role=chunk.role, seconds=time.perf_counter() - t_start,
+        return ChunkResult(
+            index=i, role=role, seconds=seconds,
             steps_run=len(step_times),
             seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
             peak_vram_bytes=torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
@@ -300,18 +326,23 @@ class Job:
                                            / len(hook.foreground_fraction))
                    if isinstance(hook, BaseSharer) and hook.foreground_fraction else None,
                    "phases": clock.seconds, "model_loading": dict(models.load_seconds)})
+
+    def _finish(self, result: ChunkResult, step_times: list[float]) -> None:
+        """Mark the chunk done (``done.json`` last of its outputs), then drop what only a
+        resume needed: its saved state and its condition latents."""
+        d = self.chunk_dir(result.index)
         atomic_write_json(d / "done.json", asdict(result))
         if self.clock is not None:
             self.clock.chunk_done(result.seconds, sum(step_times))
         (d / "state.safetensors").unlink(missing_ok=True)
         (d / CHUNK_CONDITIONS_FILE).unlink(missing_ok=True)
-        self._emit("chunk_done", i, chunk.role, step=self.settings.steps,
+        self._emit("chunk_done", result.index, result.role, step=self.settings.steps,
                    steps=self.settings.steps)
-        return result
 
-    def _chunk_inputs(self, i: int, key: dict[str, Any], dit: Any,
-                      cond: dict[str, torch.Tensor]) -> tuple[ChunkInputs, tuple[int, int, int]]:
-        """What the DiT sees of chunk ``i`` besides the noisy latents, and its token grid."""
+    def _encode(self, i: int, key: dict[str, Any], dit: PoseGenDiT,
+                cond: dict[str, torch.Tensor]) -> tuple[ChunkInputs, tuple[int, int, int]]:
+        """Encoding: what the DiT sees of chunk ``i`` besides the noisy latents, and its
+        token grid."""
         s, dev = self.settings, self._models().device
         role = self._require_plan().chunks[i].role
         pose_lat, hand_lat = self._condition_latents(i, key)
@@ -327,13 +358,14 @@ class Job:
         grid = (pose_lat.shape[2], pose_lat.shape[3] // 2, pose_lat.shape[4] // 2)
         return inputs, grid
 
-    def _sample(self, i: int, dit: Any, inputs: ChunkInputs, grid: tuple[int, int, int],
+    def _sample(self, i: int, dit: PoseGenDiT, inputs: ChunkInputs, grid: tuple[int, int, int],
                 key: dict[str, Any], seed: int, should_stop: Callable[[], bool] | None
-                ) -> tuple[torch.Tensor | None, Any, list[float]]:
-        """Denoise chunk ``i`` with its role's KV-sharing hook; (latents, hook, step times)."""
+                ) -> tuple[torch.Tensor | None, AnchorRecorder | BaseSharer | None, list[float]]:
+        """Sampling: denoise chunk ``i`` with its role's KV-sharing hook; (latents, hook,
+        step times)."""
         s, dev = self.settings, self._models().device
         role = self._require_plan().chunks[i].role
-        hook = None
+        hook: AnchorRecorder | BaseSharer | None = None
         if role == "anchor":
             self.anchor_cache.start(self.anchor_settings(seed))
             hook = AnchorRecorder(self.anchor_cache, s.share, self._keyword_token, grid)
@@ -383,8 +415,9 @@ class Job:
         if stored is not None:
             return (stored["pose"].to(models.device, self.dtype),
                     stored["hand"].to(models.device, self.dtype))
-        pose = condition_clip(self._pose, plan, i, s.height, s.width, head, tail)
-        hand = condition_clip(self._hand, plan, i, s.height, s.width, head, tail)
+        pose_clip, hand_clip = self._driving_clips()
+        pose = condition_clip(pose_clip, plan, i, s.height, s.width, head, tail)
+        hand = condition_clip(hand_clip, plan, i, s.height, s.width, head, tail)
         pose_lat, hand_lat = models.encode_video(pose), models.encode_video(hand)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -441,6 +474,12 @@ class Job:
             self.prepare()
         assert self.plan is not None
         return self.plan
+
+    def _driving_clips(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pose and hand clips, read by prepare() along with the plan."""
+        self._require_plan()
+        assert self._pose is not None and self._hand is not None
+        return self._pose, self._hand
 
     def _emit(self, kind: str, chunk: int = -1, role: str = "", step: int = 0,
               steps: int = 0, message: str = "") -> None:

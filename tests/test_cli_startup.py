@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sessions_helpers import init_project, make_session, session_env
 
 HEAVY = ("torch", "cv2", "diffsynth", "transformers")
@@ -29,6 +30,7 @@ def loaded_by(home: Path, *args: str) -> str:
     return line[-1]
 
 
+@pytest.mark.slow  # ten `posegen` processes
 def test_read_and_control_commands_do_not_load_torch(tmp_path: Path, tiny_ckpt: Path,
                                                      sample_dir: Path) -> None:
     home = tmp_path / "home"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import REFERENCE_STEPS, SAMPLE_FPS, SAMPLE_FRAMES, generate_args, run
 from safetensors import safe_open
 
@@ -22,6 +23,7 @@ def chunk_frames(out: Path) -> list[np.ndarray]:
     return [load_frames(d / "frames.npy") for d in sorted((out / "chunks").iterdir())]
 
 
+@pytest.mark.slow  # needs the session's reference_run: ~30 s to make
 def test_video_has_driving_frame_count_and_fps(reference_run: Path) -> None:
     frames, fps, height, width = video_info(reference_run / "video.mp4")
     assert (frames, fps) == (SAMPLE_FRAMES, SAMPLE_FPS)
@@ -29,6 +31,7 @@ def test_video_has_driving_frame_count_and_fps(reference_run: Path) -> None:
     assert len(list((reference_run / "chunks").iterdir())) == 5
 
 
+@pytest.mark.slow  # needs the session's reference_run: ~30 s to make
 def test_anchor_cache_holds_only_share_steps_and_blocks(reference_run: Path) -> None:
     cache = reference_run / "cache" / "anchor"
     inputs = sorted(p.name for p in cache.glob("x_*.safetensors"))
@@ -41,6 +44,7 @@ def test_anchor_cache_holds_only_share_steps_and_blocks(reference_run: Path) -> 
     assert json.loads((cache / "manifest.json").read_text())["complete"] is True
 
 
+@pytest.mark.slow  # needs the session's reference_run: ~30 s to make
 def test_rerun_of_finished_job_recomputes_nothing(reference_run: Path, tiny_ckpt: Path,
                                                   sample_dir: Path) -> None:
     before = {p: p.read_text() for p in (reference_run / "chunks").glob("*/done.json")}
@@ -50,6 +54,7 @@ def test_rerun_of_finished_job_recomputes_nothing(reference_run: Path, tiny_ckpt
     assert {p: p.read_text() for p in before} == before
 
 
+@pytest.mark.slow  # needs the session's reference_run: ~30 s to make
 def test_changed_seed_in_same_out_dir_is_refused(reference_run: Path, tiny_ckpt: Path,
                                                  sample_dir: Path) -> None:
     proc = run(generate_args(tiny_ckpt, sample_dir, reference_run, "--steps", STEPS,
@@ -71,6 +76,7 @@ def _mid_chunk_state(out: Path, steps: int) -> Path | None:
     return None
 
 
+@pytest.mark.slow
 def test_kill_9_mid_chunk_then_resume_matches_uninterrupted(
         reference_run: Path, tiny_ckpt: Path, sample_dir: Path, tmp_path: Path) -> None:
     """A SIGKILL in the middle of a chunk loses at most the step in flight."""
@@ -111,6 +117,7 @@ def test_kill_9_mid_chunk_then_resume_matches_uninterrupted(
     assert video_info(out / "video.mp4")[0] == SAMPLE_FRAMES
 
 
+@pytest.mark.slow
 def test_settings_the_checkpoint_or_machine_cannot_run_are_refused_before_loading(
         tiny_ckpt: Path, sample_dir: Path, tmp_path: Path) -> None:
     """Issue #14, defect 4: one line naming the value and the fix, before any model loads

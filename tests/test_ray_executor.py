@@ -157,6 +157,8 @@ def assert_each_chunk_done_once(home: Path, sid: int) -> None:
                     and e["id"] > done_at], f"chunk {idx} started again after it was done"
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_two_actors_match_a_one_worker_run(home: Path, tiny_ckpt: Path, ray_head: str,
                                            seven_reference: Path) -> None:
     sid = make_session(home, tiny_ckpt, "seven", "--steps", STEPS)
@@ -184,6 +186,8 @@ def test_two_actors_match_a_one_worker_run(home: Path, tiny_ckpt: Path, ray_head
     assert all(r["seconds_per_step"] and r["seconds_per_step"] > 0 for r in rows)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_killed_actor_loses_no_finished_chunk(home: Path, tiny_ckpt: Path, ray_head: str,
                                               seven_reference: Path) -> None:
     """SIGKILL an actor once its chunk has reported a step: the chunk resumes elsewhere."""
@@ -224,6 +228,8 @@ def test_killed_actor_loses_no_finished_chunk(home: Path, tiny_ckpt: Path, ray_h
     assert_same_frames(workspace, seven_reference)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_pause_then_resume_restarts_the_ray_driver(home: Path, tiny_ckpt: Path, ray_head: str,
                                                    seven_reference: Path) -> None:
     sid = make_session(home, tiny_ckpt, "seven", "--steps", STEPS)
@@ -252,6 +258,7 @@ def test_pause_then_resume_restarts_the_ray_driver(home: Path, tiny_ckpt: Path, 
     assert_same_frames(Path(store.get_session(sid)["workspace"]), seven_reference)
 
 
+@pytest.mark.ray
 def test_a_node_that_cannot_see_a_shared_path_fails_the_start(
         home: Path, tiny_ckpt: Path, ray_head: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,6 +308,7 @@ def test_check_paths_names_what_a_node_cannot_see(tmp_path: Path) -> None:
     assert "cannot read" in check_paths(str(tmp_path / "nope" / "t"), "abc", {})[0]
 
 
+@pytest.mark.ray  # `home` starts the Ray head
 def test_without_ray_installed_start_says_how_to_install(home: Path, tiny_ckpt: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
@@ -317,6 +325,7 @@ def test_without_ray_installed_start_says_how_to_install(home: Path, tiny_ckpt: 
     assert Store(db_path(home)).get_session(sid)["state"] == "created"
 
 
+@pytest.mark.ray  # `home` starts the Ray head
 def test_ray_options_need_the_ray_executor(home: Path, tiny_ckpt: Path) -> None:
     sid = make_session(home, tiny_ckpt, "seven", "--steps", STEPS)
     proc = posegen(home, "start", str(sid), "--executor", "local", "--ray-actors", "2")

@@ -29,6 +29,8 @@ from sessions.control import request_stop
 from sessions.paths import db_path
 from sessions.store import Store, pid_alive
 
+pytestmark = pytest.mark.slow  # real workers: each test 10-70 s
+
 STEPS = REFERENCE_STEPS  # the one-process reference_run fixture's step count
 
 
@@ -155,6 +157,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.tmux
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_worker_survives_closing_its_terminal(home: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     sid = make_session(home, tiny_ckpt, "demo", "--steps", "40")

@@ -137,6 +137,7 @@ def small_disk(folder: Path, size: str):
             subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_the_anchor_cache(home: Path, tiny_ckpt: Path,
                                                   reference_run: Path, monkeypatch) -> None:
     """The cache write fails; the error says what to do; resume later gives the same video."""

@@ -19,6 +19,8 @@ from posegen_tui.data.store_access import opened
 from posegen_tui.gpu.fake import NoGpuSource
 from posegen_tui.screens.session import SessionScreen
 
+pytestmark = pytest.mark.slow  # makes the demo and runs its workers
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_ckpt: Path) -> Iterator[Path]:

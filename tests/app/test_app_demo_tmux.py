@@ -15,7 +15,8 @@ from test_app_terminal import Tmux, tmux, wait_for  # noqa: F401  (fixture)
 from sessions.paths import db_path
 from sessions.store import Store
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+pytestmark = [pytest.mark.tmux, pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
 DONE = re.compile(r"(\d)/5 chunks")
 

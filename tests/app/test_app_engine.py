@@ -19,6 +19,8 @@ from posegen_tui.screens.session import SessionScreen
 from posegen_tui.widgets.chunk_timeline import ChunkTimeline
 from sessions.store import pid_alive
 
+pytestmark = pytest.mark.slow  # real worker processes through every chunk
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

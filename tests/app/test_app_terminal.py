@@ -17,7 +17,8 @@ from scenario import Clock, build
 from sessions.paths import db_path
 from sessions.store import Store, pid_alive
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+pytestmark = [pytest.mark.tmux,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
 
 class Tmux:
