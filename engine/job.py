@@ -50,7 +50,7 @@ from engine.settings import (  # noqa: F401  (re-exported)
     JobInputs,
     JobSettings,
 )
-from engine.workspace import CHUNK_CONDITIONS_FILE, Workspace
+from engine.workspace import Workspace
 
 # Part of every run's fingerprint: outputs made under other arithmetic rules (before the
 # release's rounding, Otsu, merge and tiling rules of ENGINE-SPEC section 10) are never
@@ -101,9 +101,6 @@ class Job:
         self._fingerprint: dict[str, Any] | None = None
 
     # -- paths ---------------------------------------------------------------
-    def chunk_dir(self, i: int) -> Path:
-        return self.workspace.chunk_dir(i)
-
     @functools.cached_property
     def anchor_cache(self) -> AnchorCache:
         # One instance per job: it owns the writer thread whose queue finish() drains.
@@ -302,9 +299,9 @@ class Job:
     def _write(self, i: int, role: str, frames: np.ndarray) -> None:
         """Writing: chunk ``i``'s frames (lossless and as mp4); an anchor also waits for
         its K/V cache to reach the disk."""
-        d = self.chunk_dir(i)
-        save_frames(d / "frames.npy", frames)
-        write_mp4(d / "chunk.mp4", frames, self._fps)
+        ws = self.workspace
+        save_frames(ws.frames(i), frames)
+        write_mp4(ws.preview(i), frames, self._fps)
         if role == "anchor":
             self.anchor_cache.finish()
 
@@ -330,12 +327,12 @@ class Job:
     def _finish(self, result: ChunkResult, step_times: list[float]) -> None:
         """Mark the chunk done (``done.json`` last of its outputs), then drop what only a
         resume needed: its saved state and its condition latents."""
-        d = self.chunk_dir(result.index)
-        atomic_write_json(d / "done.json", asdict(result))
+        ws, i = self.workspace, result.index
+        atomic_write_json(ws.done_file(i), asdict(result))
         if self.clock is not None:
             self.clock.chunk_done(result.seconds, sum(step_times))
-        (d / "state.safetensors").unlink(missing_ok=True)
-        (d / CHUNK_CONDITIONS_FILE).unlink(missing_ok=True)
+        ws.state(i).unlink(missing_ok=True)
+        ws.chunk_conditions(i).unlink(missing_ok=True)
         self._emit("chunk_done", result.index, result.role, step=self.settings.steps,
                    steps=self.settings.steps)
 
@@ -386,7 +383,7 @@ class Job:
         try:
             latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
                              shift=s.shift, device=dev, hook=hook,
-                             state_path=self.chunk_dir(i) / "state.safetensors",
+                             state_path=self.workspace.state(i),
                              state_key=key, on_step=on_step, should_stop=should_stop,
                              dtype=self.dtype)
         finally:
@@ -406,8 +403,8 @@ class Job:
         path = self.workspace.chunk_conditions(i)
         head = tail = None
         if plan.chunks[i].role == "cond":
-            head = load_frames(self.chunk_dir(i - 1) / "frames.npy")[-s.head:]
-            tail = load_frames(self.chunk_dir(i + 1) / "frames.npy")[: s.tail]
+            head = load_frames(self.workspace.frames(i - 1))[-s.head:]
+            tail = load_frames(self.workspace.frames(i + 1))[: s.tail]
             # A neighbour generated again (retry, new anchor) makes these latents stale.
             key = {**key, "neighbours": hashlib.sha256(head.tobytes() + tail.tobytes())
                    .hexdigest()[:16]}
@@ -445,7 +442,7 @@ class Job:
         missing = [i for i in range(plan.num_chunks) if not self.is_done(i)]
         if missing:
             raise JobError(f"cannot merge: chunks {missing} are not done yet")
-        frames = [load_frames(self.chunk_dir(i) / "frames.npy") for i in range(plan.num_chunks)]
+        frames = [load_frames(self.workspace.frames(i)) for i in range(plan.num_chunks)]
         video = merge_chunks(frames, plan)
         write_mp4(self.video_path, video, self._fps)
         self._emit("merge_done", message=str(self.video_path))

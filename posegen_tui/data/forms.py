@@ -80,9 +80,12 @@ def check_project(values: dict[str, str]) -> ProjectValues:
     The motion comes either as ready clips (pose + hand) or as a Sapiens folder and
     its driving video (sapiens + driving), which `posegen prepare` renders into clips.
     """
-    v = ProjectValues(**{k: (values.get(k) or "").strip() for k in
-                         ("name", "image", "pose", "hand", "prompt", "framing", "sapiens",
-                          "driving")})
+    def field(key: str) -> str:
+        return (values.get(key) or "").strip()
+
+    v = ProjectValues(name=field("name"), image=field("image"), pose=field("pose"),
+                      hand=field("hand"), prompt=field("prompt"), framing=field("framing"),
+                      sapiens=field("sapiens"), driving=field("driving"))
     if not v.name:
         v.problems.append("name: give the project a name")
     clips, sapiens = bool(v.pose or v.hand), bool(v.sapiens or v.driving)

@@ -34,8 +34,9 @@ class ProjectsScreen(UsesApp, ReceivesResults, Screen[None]):
         Binding("a", "archive", "archive"),
         Binding("d", "delete", "delete"),
         Binding("A", "toggle_archived", "show archived", show=False),
-        Binding("b", "budget", "budget"),
-        Binding("g", "app.gpu", "GPU"),
+        # Off the footer so it fits 80 columns with q; ? and ctrl+p list them.
+        Binding("b", "budget", "budget", show=False),
+        Binding("g", "app.gpu", "GPU", show=False),
     ]
 
     def __init__(self) -> None:

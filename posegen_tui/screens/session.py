@@ -58,8 +58,10 @@ SESSION_ACTIONS = (
     SessionAction("X", "stop_now", "stop now", "Stop now:",
                   "kill the workers at once, keep finished work", show=False),
     SessionAction("t", "retry", "retry", "Retry selected chunk of", "with a new seed"),
-    SessionAction("m", "merge", "merge", "Merge", "join the chunks into video.mp4"),
     # Off the footer so that it fits 80 columns with esc and q; ? and ctrl+p list them.
+    # (The last worker merges by itself; m is for a merge after a retry or a crash.)
+    SessionAction("m", "merge", "merge", "Merge", "join the chunks into video.mp4",
+                  show=False),
     SessionAction("c", "clear_cache", "cache", "Clear cache of", "free unneeded files",
                   show=False),
     SessionAction("l", "log", "log", "Log of", "events and worker logs in full, followed "
@@ -202,8 +204,9 @@ class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
         self.app.push_screen(ConfirmScreen(title, text), answer)
 
     def action_retry(self) -> None:
-        chunk = self.data.chunk(self.selected) if self.data else None
-        if chunk is None or chunk.planned:
+        data = self.data
+        chunk = data.chunk(self.selected) if data else None
+        if data is None or chunk is None or chunk.planned:
             self.notify("no stored chunk selected: start the session first", severity="warning")
             return
 
@@ -211,8 +214,8 @@ class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
             if result is not None:
                 self._act("retry", actions.retry, chunk.idx, result[0])
 
-        self.app.push_screen(RetryScreen(self.session_id, chunk,
-                                         self.data.session.get("seed")), answer)
+        self.app.push_screen(RetryScreen(self.session_id, chunk, data.session.get("seed")),
+                             answer)
 
     def action_log(self) -> None:
         from posegen_tui.screens.log import LogScreen

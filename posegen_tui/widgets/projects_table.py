@@ -29,9 +29,12 @@ def parse_key(key: str | None) -> tuple[str, int] | None:
 
 
 class ProjectsTable(DataTable):
-    # vi keys beside the arrows; DataTable's own home/end jump to the first/last row.
+    # vi keys beside the arrows; home/end move the cursor to the first/last row (the
+    # table's own home/end only scroll).
     BINDINGS = [Binding("j", "cursor_down", "down", show=False),
-                Binding("k", "cursor_up", "up", show=False)]
+                Binding("k", "cursor_up", "up", show=False),
+                Binding("home", "scroll_top", "first", show=False),
+                Binding("end", "scroll_bottom", "last", show=False)]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)

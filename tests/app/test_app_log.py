@@ -105,3 +105,33 @@ def test_j_and_k_move_in_the_projects_list(home: Path) -> None:
             assert table.cursor_row == 0
 
     asyncio.run(drive())
+
+
+def test_every_footer_key_fits_80_columns(home: Path) -> None:
+    """Issue #15: at 80x24 the footer hid `b budget`, `esc back` and `q quit`."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    async def drive() -> None:
+        app = PosegenApp(home=home, gpu=FakeGpuSource(), blink=False, poll_s=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, SessionScreen)
+                        and app.screen.loaded)
+            for press in ("", "escape"):  # the session screen, then the projects list
+                if press:
+                    await pilot.press(press)
+                    await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                                and app.screen.loaded)
+                await pilot.pause()
+                keys = list(app.screen.query_one(Footer).query(FooterKey))
+                assert keys, app.screen
+                # Cut off at the edge, or covered by another key (the palette's key is
+                # docked at the right over whatever runs under it).
+                cut = [k.description for k in keys if k.region.right > 80 or any(
+                    k is not o and k.region.overlaps(o.region) for o in keys)]
+                assert cut == [], (type(app.screen).__name__, cut)
+                shown = {k.key for k in keys}
+                assert "q" in shown, shown
+            assert "escape" not in shown  # projects: nothing to go back to
+
+    asyncio.run(drive())
