@@ -33,6 +33,18 @@ def posegen(home: Path, *args: str) -> tuple[float, str]:
     return time.perf_counter() - t0, out
 
 
+def first_phase_delay(home: Path, session_id: int) -> float:
+    """Seconds from the first worker's start to the first phase event (issue #15's target:
+    a non-empty phase within 5 s)."""
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    with Store(db_path(home)) as store:
+        events = store.events(session_id, limit=100_000)
+    start = min(e["t"] for e in events if e["kind"] == "worker_start")
+    return min(e["t"] for e in events if e["kind"] == "phase") - start
+
+
 def main() -> int:
     rows: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,6 +72,7 @@ def main() -> int:
         posegen(home, "wait", sid, "--timeout", "3600")
         rows["generation (start to merged video)"] = time.perf_counter() - t0
         status = json.loads(posegen(home, "status", sid, "--json")[1])
+        rows["first phase shown after the worker started"] = first_phase_delay(home, int(sid))
         for c in status["chunks"]:
             rows[f"chunk {c['index']} ({c['role']})"] = float(c.get("seconds") or 0.0)
     rows["demo total (no install)"] = sum(

@@ -96,9 +96,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from engine.cli_progress import ProgressPrinter
     from engine.job import Job
 
+    printer = ProgressPrinter()
     job = Job(args.out, inputs_from_args(args), settings_from_args(args), ckpt=args.ckpt,
-              device=args.device, budget=budget_from_args(args), progress=ProgressPrinter())
-    video = job.run(restart=args.restart)
+              device=args.device, budget=budget_from_args(args), progress=printer)
+    try:
+        video = job.run(restart=args.restart)
+    except KeyboardInterrupt:
+        print(f"\nposegen: {printer.stopped_message()}", file=sys.stderr)
+        return 130
     print(video)
     return 0
 

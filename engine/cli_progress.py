@@ -14,10 +14,20 @@ class ProgressPrinter:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self._line_open = False
+        self.where = ""  # the chunk and step (or phase) last reported
+
+    def stopped_message(self) -> str:
+        """What Ctrl-C says: where it stopped, and that the same command resumes."""
+        at = f" at {self.where}" if self.where else ""
+        return (f"stopped{at}; finished chunks and the last saved step are kept: re-run the "
+                "same command to resume")
 
     def __call__(self, e: ProgressEvent) -> None:
         # Chunks are named by index (0 = first), as in --anchor and `posegen retry`.
         name = f"chunk {e.chunk} of 0-{e.chunks_total - 1} ({e.role})"
+        if e.kind in ("step", "phase", "chunk_start"):
+            self.where = (f"chunk {e.chunk} step {e.step}/{e.steps}" if e.kind == "step"
+                          else f"chunk {e.chunk} ({e.message or 'starting'})")
         if e.kind == "step":
             sps = f"{e.seconds_per_step:.2f} s/step" if e.seconds_per_step else "-- s/step"
             # What matters first: a narrow terminal cuts the end of the line.

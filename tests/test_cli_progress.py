@@ -39,3 +39,15 @@ def test_the_total_eta_counts_each_chunks_measured_rest() -> None:
     # 30 steps left at 2 s, three chunks left: two whole rests, half of the running one
     assert clock.eta_total() == pytest.approx(30 * 2.0 + 30.0 * 2.5)
     assert clock.eta(clock.remaining) == pytest.approx(60.0)  # the steps alone, as before
+
+
+def test_ctrl_c_says_where_it_stopped_and_how_to_resume() -> None:
+    """Issue #15: Ctrl-C ended `generate` without saying how to go on."""
+    printer = ProgressPrinter(Terminal())
+    assert "re-run the same command" in printer.stopped_message()
+    printer(ProgressEvent(kind="phase", chunk=2, role="base", message="decoding",
+                          chunks_done=1, chunks_total=5))
+    assert printer.stopped_message().startswith("stopped at chunk 2 (decoding);")
+    printer(ProgressEvent(kind="step", chunk=3, role="cond", step=7, steps=25,
+                          chunks_done=2, chunks_total=5))
+    assert printer.stopped_message().startswith("stopped at chunk 3 step 7/25;")

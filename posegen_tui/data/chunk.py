@@ -29,9 +29,13 @@ class Chunk:
     error: str | None = None
     deps: tuple[int, ...] = ()
     planned: bool = False  # from the chunk plan; no worker has stored it yet
+    # While running: what it is doing (loading, encoding, sampling, decoding, writing)
+    # and for how long, from its newest phase event.
+    phase: str | None = None
+    phase_seconds: float | None = None
 
     @classmethod
-    def from_row(cls, row: dict) -> Chunk:
+    def from_row(cls, row: dict, phase: tuple[str, float] | None = None) -> Chunk:
         return cls(
             idx=row["idx"], role=row["role"], start=row["start_frame"], end=row["end_frame"],
             status=row["status"], step=row.get("step") or 0, steps=row.get("steps"),
@@ -42,7 +46,8 @@ class Chunk:
             peak_vram_torch=row.get("peak_vram_torch"),
             peak_vram_nvml=row.get("peak_vram_nvml"), budget=row.get("budget"),
             attempts=row.get("attempts") or 0, error=row.get("error"),
-            deps=tuple(row.get("deps") or ()))
+            deps=tuple(row.get("deps") or ()),
+            phase=phase[0] if phase else None, phase_seconds=phase[1] if phase else None)
 
     def eta(self, now: float) -> float | None:
         """The worker's ETA at its last progress write, less the time since."""

@@ -111,8 +111,8 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         project = store.get_project(session["project_id"])
         state = _state(store, session)
         rows = store.chunks(session_id)
-        chunks = [Chunk.from_row(r) for r in rows]
         phases = running_phases(store, session_id, rows)
+        chunks = [Chunk.from_row(r, phases.get(r["idx"])) for r in rows]
         workers = store.workers(session_id)
         events = store.events(session_id, limit=1_000_000)[-EVENTS:]
     note = ""

@@ -26,7 +26,10 @@ def timeline_text(chunks: list[Chunk], width: int, selected: int | None, now: fl
 
 def summary(c: Chunk, now: float) -> str:
     text = f"{c.idx} {c.role} {c.status}"
-    if c.status == "running":
+    if c.status == "running" and c.phase and c.phase != "sampling":
+        # Loading, encoding, decoding, writing: no step moves, so say what it does.
+        text += f" {c.phase} {fmt.duration(c.phase_seconds)}"
+    elif c.status == "running":
         text += f" {c.step}/{c.steps or '?'} ETA {fmt.eta(c.eta(now))}"
     return text
 

@@ -77,6 +77,19 @@ def test_timeline_names_the_anchor_and_the_running_chunk() -> None:
     assert "2 base running 10/25 ETA 01:00" in text  # 90 s at t=100, read at t=130
 
 
+def test_timeline_says_what_a_running_chunk_does_between_steps() -> None:
+    """Issue #15: ~100 s at 0/10 while loading, ~90 s at 10/10 while decoding, said
+    nothing; the timeline names the phase and its time instead of a still step count."""
+    from dataclasses import replace
+
+    rows = chunks("done", "ready", "running")
+    decoding = [*rows[:2], replace(rows[2], phase="decoding", phase_seconds=75.0)]
+    caret = timeline_text(decoding, 160, selected=2, now=130.0).plain.splitlines()[3]
+    assert "2 base running decoding 01:15" in caret and "10/25" not in caret, caret
+    sampling = [*rows[:2], replace(rows[2], phase="sampling", phase_seconds=75.0)]
+    assert "2 base running 10/25 ETA 01:00" in timeline_text(sampling, 160, 2, 130.0).plain
+
+
 def test_empty_timeline() -> None:
     assert timeline_text([], 80, None, 0.0).plain == "no chunks yet"
 
