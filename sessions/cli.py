@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = ssub.add_parser("delete", help="delete a session's rows (its folder is kept)")
     d.add_argument("session", type=row_id)
     d.set_defaults(func=cmd_delete, kind="session")
+    a = ssub.add_parser("archive", help="hide a session from lists (nothing is deleted)")
+    a.add_argument("session", type=row_id)
+    a.add_argument("--restore", action="store_true", help="show it again")
+    a.set_defaults(func=cmd_archive, kind="session")
 
     pr = sub.add_parser("project", help="projects")
     prsub = pr.add_subparsers(dest="project_command", required=True)
@@ -93,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "are kept)")
     pd.add_argument("project", help="name or id")
     pd.set_defaults(func=cmd_delete, kind="project")
+    pa = prsub.add_parser("archive", help="hide a project and its sessions from lists "
+                                          "(nothing is deleted)")
+    pa.add_argument("project", help="name or id")
+    pa.add_argument("--restore", action="store_true", help="show it again")
+    pa.set_defaults(func=cmd_archive, kind="project")
 
     st = sub.add_parser("start", help="start background workers for a session")
     _worker_options(st)
@@ -184,6 +193,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
         print(delete_project(store, args.project))
     else:
         print(delete_session(store, args.session))
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from sessions.commands import archive
+
+    store = _store()
+    ident = store.get_project(args.project)["id"] if args.kind == "project" else args.session
+    print(archive(store, args.kind, ident, archived=not args.restore))
     return 0
 
 

@@ -235,6 +235,24 @@ def test_delete_from_the_cli_with_the_apps_words(home: Path, tiny_ckpt: Path) ->
     assert "unknown session" in one_line_error(posegen(home, "session", "delete", "99"))
 
 
+def test_archive_from_the_cli_with_the_apps_words(home: Path, tiny_ckpt: Path) -> None:
+    """Issue #14: archive, like delete, is a CLI command with the app's words."""
+    from posegen_tui.data import actions
+
+    first = make_session(home, tiny_ckpt, "demo")
+    second = make_session(home, tiny_ckpt, "demo")
+    assert ok(posegen(home, "session", "archive", str(first))).strip() == \
+        f"session {first} archived"
+    assert actions.archive(home, "session", second) == f"session {second} archived"
+    listed = {s["id"] for s in Store(db_path(home)).list_sessions()}
+    assert first not in listed and second not in listed
+    assert ok(posegen(home, "session", "archive", str(first), "--restore")).strip() == \
+        f"session {first} restored"
+    pid = Store(db_path(home)).get_project("demo")["id"]
+    assert ok(posegen(home, "project", "archive", "demo")).strip() == f"project {pid} archived"
+    assert Store(db_path(home)).list_projects() == []
+
+
 def test_a_new_session_counts_its_planned_chunks_everywhere(home: Path, tiny_ckpt: Path) -> None:
     """Issue #15: an empty session showed 0/?, 0/0 and 0/5 chunks in three places."""
     made = json.loads(ok(posegen(home, "session", "new", "demo", "--ckpt", str(tiny_ckpt),
