@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.atomic import atomic_write_json, leftover_temps
 from engine.workspace import Workspace
-from sessions.eta import session_eta
+from sessions.eta import eta_of
 from sessions.paths import home as default_home
 from sessions.paths import log_dir
 from sessions.store import WORKER_TIMEOUT_S, Store, StoreError, pid_alive
@@ -433,8 +433,7 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     project = store.get_project(session["project_id"])
     chunks = store.chunks(session_id)
     workers = store.workers(session_id)
-    eta = session_eta([(c["steps"], c["step"], c["status"], c["seconds_per_step"],
-                        c["seconds"]) for c in chunks], len([w for w in workers if w["alive"]]))
+    eta = eta_of(store, session_id, chunks, len([w for w in workers if w["alive"]]))
     video = Path(session["workspace"]) / "video.mp4"
     phases = running_phases(store, session_id, chunks)
     return {

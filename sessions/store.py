@@ -520,6 +520,23 @@ class Store:
                           [session_id])
         return [self._decode_chunk(r) for r in rows]
 
+    def past_chunk_times(self, session_id: int, limit: int = 200) -> list[dict]:
+        """Finished chunks of this machine's other sessions at this session's size (device,
+        height, width, frames per chunk, steps): what an ETA can go on before this session
+        has measured anything. Newest first."""
+        return self._rows(
+            """SELECT c.role, c.steps, c.seconds_per_step, c.seconds FROM chunks c
+               JOIN sessions o ON o.id = c.session_id, sessions s ON s.id = ?
+               WHERE o.id != s.id AND c.status = 'done' AND c.seconds_per_step IS NOT NULL
+                 AND o.device IS s.device AND o.steps IS s.steps
+                 AND json_extract(o.settings_json, '$.height')
+                     IS json_extract(s.settings_json, '$.height')
+                 AND json_extract(o.settings_json, '$.width')
+                     IS json_extract(s.settings_json, '$.width')
+                 AND json_extract(o.settings_json, '$.frames')
+                     IS json_extract(s.settings_json, '$.frames')
+               ORDER BY c.finished_at DESC LIMIT ?""", [session_id, limit])
+
     def _chunk(self, session_id: int, idx: int) -> dict:
         row = self._row("SELECT * FROM chunks WHERE session_id = ? AND idx = ?",
                         [session_id, idx])

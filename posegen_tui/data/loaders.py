@@ -21,7 +21,7 @@ from sessions.control import (
     running_phases,
     workspace_of,
 )
-from sessions.eta import session_eta
+from sessions.eta import eta_of
 from sessions.store import Store
 
 EVENTS = 40
@@ -115,10 +115,10 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
         chunks = [Chunk.from_row(r, phases.get(r["idx"])) for r in rows]
         workers = store.workers(session_id)
         events = store.events(session_id, limit=1_000_000)[-EVENTS:]
+        eta = eta_of(store, session_id, rows, sum(1 for w in workers if w["alive"]))
     note = ""
     if not chunks:
         chunks, note = planned_chunks(session, project)
-    live = sum(1 for w in workers if w["alive"])
     log = log_path(session_id, 0, home)
     workspace = workspace_of(session)
     chosen = next((c for c in chunks if c.idx == selected), None)
@@ -127,9 +127,7 @@ def load_session(home: Path, session_id: int, selected: int | None = None) -> Se
     return SessionData(
         session=session, project=project, state=state, chunks=chunks, workers=workers,
         events=events, log_lines=tail_lines(log, LOG_LINES), log_file=log.name,
-        eta_seconds=session_eta(
-            [(c.steps, c.step, c.status, c.seconds_per_step, c.seconds) for c in chunks], live)
-        if state in ACTIVE_STATES else None,
+        eta_seconds=eta if state in ACTIVE_STATES else None,
         tiny_ckpt=(Path(session.get("ckpt") or "/nonexistent") / TINY_MARK).is_file(),
         loaded_at=time.time(), files=files, plan_note=note, phases=phases,
         video=_shown_path(video, home) if video is not None and video.is_file() else None,
