@@ -13,6 +13,9 @@ from posegen_tui.app_protocol import UsesApp
 from posegen_tui.data.forms import FormError
 from posegen_tui.runner import ACTIONS, ReceivesResults
 
+FIELDS_MAX = 16  # rows of input fields shown at once (the list scrolls)
+FIELDS_MIN = 3
+
 
 class FormScreen(UsesApp, ReceivesResults, ModalScreen[int | None]):
     BINDINGS = [Binding("escape", "cancel", "cancel"),
@@ -50,7 +53,21 @@ class FormScreen(UsesApp, ReceivesResults, ModalScreen[int | None]):
         text = Text()
         for p in problems:
             text.append(f"{'' if style != 'bold red' else '! '}{p}\n", style)
-        self.query_one("#form-errors", Static).update(text)
+        errors = self.query_one("#form-errors", Static)
+        errors.update(text)
+        self._fit(errors, problems)
+
+    def _fit(self, errors: Static, problems: list[str]) -> None:
+        """Keep every problem and the hint line on screen: the fields' list gives up rows
+        (it scrolls) for the problems' lines, down to a few fields."""
+        width = max(20, (errors.size.width or 74) - 1)
+        lines = sum(-(-(len(p) + 2) // width) for p in problems)
+        # Border 2, title 1 + margin 1, problems' margin 1, the hint 1.
+        room = self.app.size.height - 6
+        fields = max(FIELDS_MIN, min(FIELDS_MAX, room - lines))
+        errors.styles.max_height = max(1, room - fields)
+        for box in self.query(".form-fields"):
+            box.styles.max_height = fields
 
     def action_submit(self) -> None:
         raise NotImplementedError

@@ -172,3 +172,37 @@ def test_the_focused_fields_label_stands_out(home: Path, sample_dir: Path) -> No
             assert len(marked(app)) == 1
 
     asyncio.run(drive())
+
+
+def test_every_problem_at_once_and_the_hint_stays_on_screen(home: Path) -> None:
+    """Issue #15: one layer of errors per submit (4 submits to see all), and at 80x24
+    the errors pushed the help line off the screen."""
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    with Store(db_path(home)) as store:
+        store.create_project("p", image="/gone/x.png", pose="/gone/p.mp4",
+                             hand="/gone/h.mp4", prompt="a man walks", framing="half-body")
+
+    async def drive() -> None:
+        app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                        and app.screen.loaded)
+            await pilot.press("N")
+            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            fill(pilot, frames="80", height="100", anchor="1", budget="lots", seed="x",
+                 ckpt="")
+            await pilot.press("enter")
+            await until(pilot, lambda: "/gone/h.mp4" in problems(pilot), timeout=30)
+            text = problems(pilot)
+            for expected in ("seed: 'x'", "checkpoint: give", "--frames 80", "--height 100",
+                             "--anchor 1", "-p 'lots'", "/gone/x.png", "/gone/p.mp4"):
+                assert expected in text  # parse and meaning problems in one submit
+            await pilot.pause()
+            hint = app.screen.query_one(".form-hint", Static)
+            errors = app.screen.query_one("#form-errors", Static)
+            assert 0 <= hint.region.y < 24 and hint.region.height == 1
+            assert errors.region.y + errors.region.height <= hint.region.y
+
+    asyncio.run(drive())
