@@ -178,6 +178,8 @@ class Job:
         atomic_write_json(run_file, {"fingerprint": fp, "fps": self._fps,
                                      "num_chunks": self.plan.num_chunks,
                                      "total_frames": self.plan.total_frames})
+        if self.clock is None:  # a worker calls run_chunk without run(): its step rate too
+            self.clock = EtaClock(total_steps=self.plan.num_chunks * s.steps)
         return self.plan
 
     def discard_outputs(self) -> None:

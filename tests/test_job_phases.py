@@ -36,6 +36,11 @@ def test_phases_are_announced_in_order_and_timed(tiny_ckpt: Path, sample_dir: Pa
     assert set(phases) == set(PHASES) and all(v >= 0 for v in phases.values())
     assert {"t5_load", "clip_load", "vae_load", "dit_load", "dit_merge"} <= set(
         done["extra"]["model_loading"])
+    # A worker runs chunks without run(): its step events still carry the measured rate
+    # and the chunk's ETA (issue #15: `-- s/step`, `ETA --:--` at step 7/10).
+    steps = [e for e in events if e.kind == "step"]
+    assert steps and all(e.seconds_per_step and e.eta_chunk is not None for e in steps)
+    assert steps[-1].eta_chunk == 0
     # The chunk's stored condition latents go once it is done.
     assert not (tmp_path / "chunks" / "000" / "conditions.safetensors").exists()
 
