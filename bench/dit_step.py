@@ -302,7 +302,8 @@ class Bench:
     def compile_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid, n_tokens: int,
                         eager: dict[str, torch.Tensor | None]) -> None:
         """Compiled DiT blocks: compile cost, one block's forward, steps, numerics."""
-        res: dict[str, Any] = {"cache_dir": str(compiler.cache_dir())}
+        res: dict[str, Any] = {"cache_dir": str(compiler.cache_dir()),
+                               "inductor_options": compiler.inductor_options()}
         self.results["compile"] = res
         reason = compiler.unavailable_reason(self.device)
         if reason is not None:
@@ -794,7 +795,8 @@ def table(r: dict[str, Any]) -> str:
     elif comp:
         be, bc = comp.get("block_eager", {}), comp.get("block_compiled", {})
         probe = comp.get("probe", {})
-        lines += ["", "| compiled DiT blocks | seconds |", "|---|---|"]
+        lines += ["", f"| compiled DiT blocks ({comp.get('inductor_options')}) | seconds |",
+                  "|---|---|"]
         if "seconds" in be and "seconds" in bc:
             lines += [f"| one block forward, eager (block 0, no hook) | {be['seconds']:.4f} |",
                       f"| one block forward, compiled | {bc['seconds']:.4f} "

@@ -40,8 +40,12 @@ COMPILE_ENV = "POSEGEN_COMPILE"
 # Where the compiler's cache goes, if set; else $POSEGEN_HOME/cache/torch-compile; else
 # $TORCHINDUCTOR_CACHE_DIR if set; else the user's cache dir (posegen/torch-compile).
 CACHE_ENV = "POSEGEN_COMPILE_CACHE"
-# Inductor options for the block stages (see the module's docstring).
+# Inductor options for the block stages (see the module's docstring). Deterministic mode
+# fixes reduction configs by heuristics instead of timing them on the device (which could
+# pick another summation order in another process); POSEGEN_COMPILE_DETERMINISTIC=0 turns
+# it off, to measure what it costs.
 INDUCTOR_OPTIONS: dict[str, Any] = {"deterministic": True, "emulate_precision_casts": True}
+DETERMINISTIC_ENV = "POSEGEN_COMPILE_DETERMINISTIC"
 
 _stages: BlockStages | None = None
 
@@ -162,6 +166,16 @@ def configure_cache() -> Path:
     return path
 
 
+def inductor_options() -> dict[str, Any]:
+    """INDUCTOR_OPTIONS that this torch's inductor knows (older ones lack some)."""
+    import torch._inductor.config as config
+
+    options = dict(INDUCTOR_OPTIONS)
+    if os.environ.get(DETERMINISTIC_ENV, "1").strip() == "0":
+        options["deterministic"] = False
+    return {k: v for k, v in options.items() if hasattr(config, k)}
+
+
 def compiled_stages() -> BlockStages:
     """The block stages under `torch.compile`, made once per process (lazily: nothing
     compiles before the first call)."""
@@ -172,11 +186,12 @@ def compiled_stages() -> BlockStages:
         from engine.models.dit import EAGER_STAGES, BlockStages
 
         configure_cache()
+        options = inductor_options()
 
         def comp(fn: Any) -> Any:
             # dynamic=False: kernels specialised to the chunk's shapes, whatever shapes this
             # process compiled before, so a chunk's arithmetic never depends on history.
-            return torch.compile(fn, dynamic=False, options=INDUCTOR_OPTIONS)
+            return torch.compile(fn, dynamic=False, options=options)
 
         e = EAGER_STAGES
         _stages = BlockStages(comp(e.attn_in), comp(e.project_kv), comp(e.cross_in),
