@@ -118,12 +118,14 @@ def decide(mode: str, device: torch.device | str, streamed_params: int) -> Compi
     """
     import torch
 
+    setting = mode
     mode = requested_mode(mode)
+    source = f"--compile {mode}" if mode == setting else f"{COMPILE_ENV}={mode}"
     kind = torch.device(device).type
     if mode == "off":
-        return CompileDecision(False, "off (--no-compile)")
+        return CompileDecision(False, f"off ({source})")
     if mode == "auto" and kind != "cuda":
-        return CompileDecision(False, f"off on {kind} (--compile auto compiles on CUDA only)")
+        return CompileDecision(False, f"off on {kind} ({source} compiles on CUDA only)")
     if streamed_params:
         return CompileDecision(False, f"off: -p streams {streamed_params / 1e9:.2f} B "
                                       "parameters from host memory; compiled blocks need "
@@ -133,7 +135,7 @@ def decide(mode: str, device: torch.device | str, streamed_params: int) -> Compi
         if mode == "on":
             raise JobError(f"--compile on: {reason}; use --compile auto or --no-compile")
         return CompileDecision(False, f"off: {reason}")
-    return CompileDecision(True, f"on ({mode}), cache {cache_dir()}")
+    return CompileDecision(True, f"on ({source}), cache {cache_dir()}")
 
 
 def cache_dir() -> Path:

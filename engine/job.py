@@ -283,7 +283,7 @@ class Job:
             if dit.compiled:
                 self._emit("compiled", i, chunk.role,
                            message=f"DiT blocks compiled in {clock.seconds['compiling']:.1f} "
-                                   f"s ({models.compile_decision.reason})")
+                                   f"s; {models.compile_decision.reason}")
             if stop():
                 return None
         with clock.phase("sampling"):

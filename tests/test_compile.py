@@ -76,8 +76,11 @@ def test_auto_compiles_on_cuda_only_and_never_streamed_weights(
     streamed = compiler.decide("on", "cuda", 3_000_000_000)
     assert not streamed.compiled and "-p streams 3.00 B parameters" in streamed.reason
     # the environment overrides a session's setting, for its next workers
+    assert compiler.decide("auto", "cpu", 0).reason == \
+        "off on cpu (--compile auto compiles on CUDA only)"
     monkeypatch.setenv(compiler.COMPILE_ENV, "off")
-    assert not compiler.decide("on", "cuda", 0).compiled
+    assert compiler.decide("on", "cuda", 0) == compiler.CompileDecision(
+        False, "off (POSEGEN_COMPILE=off)")
     monkeypatch.setenv(compiler.COMPILE_ENV, "sometimes")
     with pytest.raises(JobError, match="POSEGEN_COMPILE='sometimes'"):
         compiler.decide("auto", "cuda", 0)

@@ -513,13 +513,14 @@ def test_compiling_and_notices_reach_the_sessions_events(store: Store) -> None:
     rec.register(pid=os.getpid(), host=HOST)
     rec.progress(ProgressEvent(kind="phase", chunk=0, role="anchor", message="compiling"))
     rec.progress(ProgressEvent(kind="compiled", chunk=0, role="anchor",
-                               message="DiT blocks compiled in 14.2 s (on (auto))"))
+                               message="DiT blocks compiled in 14.2 s; on (--compile auto)"))
     rec.progress(ProgressEvent(kind="notice", chunk=0, role="anchor",
                                message="its saved steps ran eager; the chunk starts over"))
     got = [(e["kind"], e["message"], e["chunk_idx"]) for e in store.events(sid)
            if e["kind"] in ("phase", "compiled", "notice")]
     assert got == [("phase", "chunk 0 (anchor): compiling", 0),
-                   ("compiled", "chunk 0 (anchor): DiT blocks compiled in 14.2 s (on (auto))", 0),
+                   ("compiled", "chunk 0 (anchor): DiT blocks compiled in 14.2 s; on "
+                                "(--compile auto)", 0),
                    ("notice", "chunk 0 (anchor): its saved steps ran eager; the chunk starts "
                               "over", 0)]
 
