@@ -6,6 +6,11 @@ installs the carried wheels first):
     python bench/dit_step.py --out $OUT            # Wan2.1-14B + PoseGen, 1280x720x81
     python bench/dit_step.py --out /tmp/b --preset tiny --device cpu   # code paths only
 
+Compiled DiT blocks (issue #16), eager and compiled rows in one process, on the device:
+
+    bash bench/dit_step.sh --compile --time-limit 560
+    python bench/dit_step.py --out /tmp/b --preset tiny --device cpu --compile  # smoke test
+
 In one process, on one model (random bf16 weights, the engine's own classes and
 placement), it measures:
   1. seconds per sampling step (CFG: both passes, through engine.sampler.sample) for
@@ -19,6 +24,13 @@ placement), it measures:
      float32 reference (on sampled query rows);
   4. peak VRAM and seconds per step for -p budgets, with -p auto's predicted peak
      next to the measured one.
+With --compile, sections 1 (without the release's formulation), 3 and 5 run, and 4 is
+skipped (its streamed placements run eager anyway):
+  5. compiled DiT blocks (engine/compiler.py): the first compile in this process into
+     an empty compiler cache, the second call, a new process compiling from the warm
+     cache (a second worker), one block's forward eager vs compiled, the bare, anchor
+     and base steps compiled, and the compiled step's latents against eager's (error)
+     and against a second compiled step (bit-identical or not).
 Raw numbers go to OUT/dit_step.json after every section (a timeout keeps what is
 done); a markdown table is printed last.
 """
@@ -31,6 +43,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +58,7 @@ from engine.compat import configure_cuda_allocator  # noqa: E402
 
 configure_cuda_allocator()  # as the engine's entry points do, before any CUDA use
 
+from engine import compiler  # noqa: E402
 from engine.budget import (  # noqa: E402
     AUTO,
     activation_bytes,
@@ -58,7 +73,7 @@ from engine.kv_cache import AnchorCache  # noqa: E402
 from engine.kv_share import POSITIVE, AnchorRecorder, BaseSharer, ShareSettings  # noqa: E402
 from engine.models.attention import attention, keyword_map, otsu_foreground  # noqa: E402
 from engine.models.dit import DiTConfig, PoseGenDiT  # noqa: E402
-from engine.sampler import ChunkInputs, sample  # noqa: E402
+from engine.sampler import ChunkInputs, load_state, sample  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Wan2.1-I2V-14B-720P with PoseGen's extras; 1280x720 portrait, 81 frames, 512 text
@@ -94,6 +109,11 @@ class Bench:
         self.work = Path(args.work)
         self.t0 = now()
         self.results: dict[str, Any] = {"preset": args.preset, "argv": sys.argv[1:]}
+        self.last_latents: torch.Tensor | None = None  # after the last step()
+        if args.compile or args.compile_probe:
+            # The compiler's cache for this run: emptied by the main run, then read by the
+            # probe (a new process: what a second worker pays).
+            os.environ[compiler.CACHE_ENV] = str(self.work / "compile-cache")
         b0, b1 = self.p["share_blocks"]
         if b1 > self.cfg.num_layers:  # --blocks shrank the model: share its last blocks
             b0, b1 = max(0, self.cfg.num_layers - (b1 - b0)), self.cfg.num_layers
@@ -200,55 +220,69 @@ class Bench:
                device=self.device, hook=hook, state_path=state, state_key={},
                on_step=on_step, should_stop=lambda: bool(done))
         self.sync()
-        return {"seconds": done[0], "wall": now() - t, "peak_bytes": self.peak()}
+        out = {"seconds": done[0], "wall": now() - t, "peak_bytes": self.peak()}
+        saved = load_state(state, {})  # the latents after the step, float32
+        self.last_latents = saved[1] if saved is not None else None
+        return out
 
     # -- sections ---------------------------------------------------------------------------
-    def steps_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid, n_tokens: int
-                      ) -> None:
-        res: dict[str, Any] = {"tokens": n_tokens, "grid": grid,
-                               "share": {"steps": self.share.steps, "blocks": self.share.blocks,
-                                         "max_block_idx": self.share.max_block_idx}}
-        self.results["steps"] = res
+    def steps_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid, n_tokens: int,
+                      suffix: str = "") -> dict[str, torch.Tensor | None]:
+        """Bare, anchor, base and bare-again steps (rows named with ``suffix``); the
+        release's base step only in the eager, non---compile run. Returns the latents
+        after the bare steps (for the compiled rows' comparison)."""
+        res: dict[str, Any] = self.results.setdefault("steps", {})
+        res.update(tokens=n_tokens, grid=grid,
+                   share={"steps": self.share.steps, "blocks": self.share.blocks,
+                          "max_block_idx": self.share.max_block_idx})
         keyword = 3
         state = self.work / "state.safetensors"
-        self.log("warm-up forward")
-        t = now()
-        with torch.no_grad():
-            model(torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
-                  inputs.context_pos, torch.tensor([999.0], device=self.device))
-        self.sync()
-        res["warmup_forward_seconds"] = now() - t
-        self.log(f"warm-up forward {res['warmup_forward_seconds']:.2f} s")
-        res["bare"] = self.step(model, inputs, state=state)
-        self.log(f"bare step {res['bare']['seconds']:.2f} s")
+        latents: dict[str, torch.Tensor | None] = {}
+        if not suffix:
+            self.log("warm-up forward")
+            t = now()
+            with torch.no_grad():
+                model(torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+                      inputs.context_pos, torch.tensor([999.0], device=self.device))
+            self.sync()
+            res["warmup_forward_seconds"] = now() - t
+            self.log(f"warm-up forward {res['warmup_forward_seconds']:.2f} s")
+        res["bare" + suffix] = self.step(model, inputs, state=state)
+        latents["bare"] = self.last_latents
+        self.log(f"bare{suffix} step {res['bare' + suffix]['seconds']:.2f} s")
         self.save()
 
-        cache = AnchorCache(self.work / "anchor")
+        cache = AnchorCache(self.work / f"anchor{suffix}")
         cache.start({"bench": True})
         rec = AnchorRecorder(cache, self.share, keyword, grid)
-        res["anchor"] = self.step(model, inputs, rec, state=state)
+        anchor = res["anchor" + suffix] = self.step(model, inputs, rec, state=state)
         written = cache.writer.bytes_written
         maps = cache.maps_path(0).stat().st_size
-        res["anchor"].update(cache_bytes_step=written + maps, input_bytes_step=written)
+        anchor.update(cache_bytes_step=written + maps, input_bytes_step=written)
         # the second share step writes the same amount: write it for real (base reads step 0)
         cache.finish()
-        self.log(f"anchor step {res['anchor']['seconds']:.2f} s, wrote "
+        self.log(f"anchor{suffix} step {anchor['seconds']:.2f} s, wrote "
                  f"{(written + maps) / GiB:.2f} GiB")
         self.save()
 
         sharer = BaseSharer(cache, self.share, keyword, grid, self.device)
-        res["base"] = self.step(model, inputs, sharer, state=state)
-        res["base"]["bytes_read"] = sharer.prefetcher.bytes_read
-        res["base"]["foreground_fraction"] = sharer.foreground_fraction
-        self.log(f"base step {res['base']['seconds']:.2f} s "
+        base = res["base" + suffix] = self.step(model, inputs, sharer, state=state)
+        sharer.prefetcher.close()
+        latents["base"] = self.last_latents
+        base["bytes_read"] = sharer.prefetcher.bytes_read
+        base["foreground_fraction"] = sharer.foreground_fraction
+        self.log(f"base{suffix} step {base['seconds']:.2f} s "
                  f"(fg {sharer.foreground_fraction[:1]})")
         self.save()
 
-        res["bare_again"] = self.step(model, inputs, state=state)
-        self.log(f"bare step again {res['bare_again']['seconds']:.2f} s")
+        res["bare_again" + suffix] = self.step(model, inputs, state=state)
+        latents["bare_again"] = self.last_latents
+        self.log(f"bare{suffix} step again {res['bare_again' + suffix]['seconds']:.2f} s")
         self.save()
 
-        if self.time_left() > 200 or not self.cuda:
+        if self.args.compile:
+            res.setdefault("release_base", {"skipped": "--compile run (see the issue #6 rows)"})
+        elif self.time_left() > 200 or not self.cuda:
             release = ReleaseBaseStep(self, model, n_tokens, grid, keyword)
             res["release_setup"] = release.setup()
             res["release_base"] = self.step(model, inputs, release, state=state)
@@ -259,8 +293,110 @@ class Bench:
         else:
             res["release_base"] = {"skipped": f"{self.time_left():.0f} s left"}
         self.save()
-        res["cache_bytes"] = self.cache_bytes(n_tokens, res["anchor"])
+        if not suffix:
+            res["cache_bytes"] = self.cache_bytes(n_tokens, anchor)
+        shutil.rmtree(cache.root, ignore_errors=True)  # 9 GiB per share step at full size
         self.save()
+        return latents
+
+    def compile_section(self, model: PoseGenDiT, inputs: ChunkInputs, grid, n_tokens: int,
+                        eager: dict[str, torch.Tensor | None]) -> None:
+        """Compiled DiT blocks: compile cost, one block's forward, steps, numerics."""
+        res: dict[str, Any] = {"cache_dir": str(compiler.cache_dir()),
+                               "inductor_options": compiler.inductor_options()}
+        self.results["compile"] = res
+        reason = compiler.unavailable_reason(self.device)
+        if reason is not None:
+            res["skipped"] = reason
+            self.log(f"compiled rows skipped: {reason}")
+            self.save()
+            return
+        shutil.rmtree(compiler.cache_dir(), ignore_errors=True)  # the first compile is cold
+        block = self.block_inputs(model, inputs)
+        res["block_eager"] = self.time_block(model, block)
+        self.log(f"one block eager {res['block_eager']['seconds'] * 1e3:.1f} ms")
+
+        compiler.compile_blocks(model)
+        x = (torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+             inputs.context_pos, torch.tensor([999.0], device=self.device, dtype=self.dtype))
+        for name in ("first_compile", "second_call"):
+            self.sync()
+            t = now()
+            with torch.no_grad():
+                model.warm_up(*x)  # one block at these shapes: compiles every block's code
+            self.sync()
+            res[f"{name}_seconds"] = now() - t
+            self.log(f"compiled blocks: {name.replace('_', ' ')} {now() - t:.2f} s")
+            self.save()
+        res["block_compiled"] = self.time_block(model, block)
+        self.log(f"one block compiled {res['block_compiled']['seconds'] * 1e3:.1f} ms")
+        del block
+        self.save()
+
+        compiled = self.steps_section(model, inputs, grid, n_tokens, suffix="_compiled")
+        res["numerics"] = numerics(eager, compiled)
+        self.log(f"compiled vs eager: {res['numerics']}")
+        res["probe"] = (self.compile_probe() if self.time_left() > 90 or not self.cuda else
+                        {"skipped": f"{self.time_left():.0f} s left"})
+        self.log(f"new process, warm cache: {res['probe']}")
+        compiler.eager_blocks(model)
+        self.save()
+
+    def block_inputs(self, model: PoseGenDiT, inputs: ChunkInputs) -> tuple:
+        with torch.no_grad():
+            tokens, _, n_video, _, (t_mod, t0_mod), rope, context = model._tokens(
+                torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+                inputs.context_pos, torch.tensor([999.0], device=self.device))
+        return tokens, context, t_mod, t0_mod, rope, n_video, 0, None
+
+    def time_block(self, model: PoseGenDiT, block: tuple, repeat: int = 3) -> dict[str, Any]:
+        """One block's forward (block 0, no hook): best of ``repeat`` after one warm call."""
+        times = []
+        self.reset_peak()
+        with torch.no_grad():
+            for _ in range(repeat + 1):
+                self.sync()
+                t = now()
+                model.blocks[0](*block)
+                self.sync()
+                times.append(now() - t)
+        return {"seconds": min(times[1:]), "first_call": times[0], "peak_bytes": self.peak()}
+
+    def compile_probe(self) -> dict[str, Any]:
+        """A new process that compiles the blocks from this run's (now warm) cache."""
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--compile-probe",
+               "--preset", self.args.preset, "--device", self.args.device, "--out",
+               str(self.work / "probe"), "--work", str(self.work)]
+        t = now()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ))
+        out: dict[str, Any] = {"process_seconds": now() - t, "returncode": proc.returncode}
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode == 0 and lines:
+            out.update(json.loads(lines[-1]))
+        else:
+            out["error"] = (proc.stderr or proc.stdout)[-800:]
+        return out
+
+    def probe(self) -> None:
+        """--compile-probe: build one block, compile at the preset's shapes, print JSON."""
+        t_start = now()
+        self.cfg = DiTConfig(**{**self.cfg.to_dict(), "num_layers": 1,
+                                "patch_size": self.cfg.patch_size})
+        model = self.build_model()
+        if self.cuda:
+            apply_budget(model, None, self.device, self.dtype)
+        inputs, _, _ = self.make_inputs(model)
+        compiler.compile_blocks(model)
+        self.sync()
+        t = now()
+        with torch.no_grad():
+            model.warm_up(torch.zeros_like(inputs.hand), inputs.cond, inputs.hand, inputs.ref,
+                          inputs.context_pos,
+                          torch.tensor([999.0], device=self.device, dtype=self.dtype))
+        self.sync()
+        print(json.dumps({"compile_seconds": now() - t, "ready_seconds": now() - t_start,
+                          "cache_dir": str(compiler.cache_dir())}), flush=True)
 
     def cache_bytes(self, n_tokens: int, anchor: dict[str, Any]) -> dict[str, Any]:
         """Anchor-cache bytes at these settings: ours measured, the release's from shapes."""
@@ -447,9 +583,14 @@ class Bench:
             self.copies_section(model, inputs, grid)
             print(copies_table(self.results))
             return
-        self.steps_section(model, inputs, grid, n_tokens)
+        eager = self.steps_section(model, inputs, grid, n_tokens)
+        if self.args.compile:
+            self.compile_section(model, inputs, grid, n_tokens, eager)
         self.attention_section(n_tokens)
-        if self.cuda:
+        if self.args.compile:
+            self.results["budgets"] = {
+                "skipped": "--compile run; streamed -p placements run eager (issue #6 rows)"}
+        elif self.cuda:
             # Unwrapped CPU copy of the weights, as load_dit leaves them (pageable memory).
             state = {k.replace(".module.", "."): v.to("cpu")
                      for k, v in model.state_dict().items()}
@@ -585,6 +726,25 @@ class ReleaseBaseStep:
         self._fg = {}
 
 
+def numerics(eager: dict[str, torch.Tensor | None], compiled: dict[str, torch.Tensor | None]
+             ) -> dict[str, Any]:
+    """Latents after one step, compiled against eager (relative error, largest difference)
+    and the two compiled bare steps against each other (the same bits or not)."""
+    out: dict[str, Any] = {}
+    for name in ("bare", "base"):
+        a, b = eager.get(name), compiled.get(name)
+        if a is not None and b is not None:
+            out[f"{name}_rel_error"] = float((b - a).norm() / a.norm())
+            out[f"{name}_max_abs"] = float((b - a).abs().max())
+    a, b = compiled.get("bare"), compiled.get("bare_again")
+    if a is not None and b is not None:
+        out["compiled_runs_identical"] = bool(torch.equal(a, b))
+    a, b = eager.get("bare"), eager.get("bare_again")
+    if a is not None and b is not None:
+        out["eager_runs_identical"] = bool(torch.equal(a, b))
+    return out
+
+
 def copy_summary(trace: Path) -> dict[str, dict[str, int]]:
     """Host<->device copies in a chrome trace: count and bytes per kind and size class."""
     events = json.loads(trace.read_text()).get("traceEvents", [])
@@ -624,11 +784,40 @@ def table(r: dict[str, Any]) -> str:
              f"model {r['model']['params'] / 1e9:.2f} B params, {st.get('tokens')} tokens", "",
              "| step (CFG, both passes) | s/step | vs bare | peak VRAM GiB |", "|---|---|---|---|"]
     bare = st.get("bare", {}).get("seconds")
-    for name in ("bare", "anchor", "base", "bare_again", "release_base"):
+    for name in ("bare", "anchor", "base", "bare_again", "release_base", "bare_compiled",
+                 "anchor_compiled", "base_compiled", "bare_again_compiled"):
         e = st.get(name, {})
         if "seconds" in e:
             pk = f"{e['peak_bytes'] / GiB:.1f}" if e.get("peak_bytes") else "-"
             lines.append(f"| {name} | {e['seconds']:.3f} | {e['seconds'] / bare:.3f}x | {pk} |")
+    comp = r.get("compile", {})
+    if "skipped" in comp:
+        lines += ["", f"compiled rows: skipped ({comp['skipped']})"]
+    elif comp:
+        be, bc = comp.get("block_eager", {}), comp.get("block_compiled", {})
+        probe = comp.get("probe", {})
+        lines += ["", f"| compiled DiT blocks ({comp.get('inductor_options')}) | seconds |",
+                  "|---|---|"]
+        if "seconds" in be and "seconds" in bc:
+            lines += [f"| one block forward, eager (block 0, no hook) | {be['seconds']:.4f} |",
+                      f"| one block forward, compiled | {bc['seconds']:.4f} "
+                      f"({be['seconds'] / bc['seconds']:.2f}x) |"]
+        for key, what in (("first_compile_seconds", "first compile, this process, empty cache"),
+                          ("second_call_seconds", "second call, same process")):
+            if key in comp:
+                lines.append(f"| {what} | {comp[key]:.2f} |")
+        if "compile_seconds" in probe:
+            lines.append(f"| new process, warm cache: compile (process start to ready) | "
+                         f"{probe['compile_seconds']:.2f} ({probe['ready_seconds']:.1f}) |")
+        elif "skipped" in probe:
+            lines.append(f"| new process, warm cache | skipped ({probe['skipped']}) |")
+        elif probe:
+            lines.append(f"| new process, warm cache | failed: "
+                         f"{str(probe.get('error', ''))[-80:]!r} |")
+        num = comp.get("numerics", {})
+        if num:
+            lines += ["", "compiled vs eager, latents after one step: " + ", ".join(
+                f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in num.items())]
     cb = st.get("cache_bytes")
     if cb:
         lines += ["", f"anchor cache at these settings: ours {cb['ours_measured'] / GiB:.2f} GiB, "
@@ -673,10 +862,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=0, help="fewer DiT blocks (dry runs)")
     p.add_argument("--copies", action="store_true",
                    help="only profile the host<->device copies of a bare, anchor and base step")
+    p.add_argument("--compile", action="store_true",
+                   help="also the compiled rows (engine/compiler.py), beside the eager ones; "
+                        "skips the release's base step and the -p budgets")
+    p.add_argument("--compile-probe", action="store_true",
+                   help="internal: compile one block from the cache and print the seconds")
     p.add_argument("--time-limit", type=float, default=540.0,
                    help="seconds after which optional parts are skipped")
     args = p.parse_args(argv)
-    Bench(args).run()
+    bench = Bench(args)
+    if args.compile_probe:
+        bench.probe()
+    else:
+        bench.run()
     return 0
 
 

@@ -2,6 +2,7 @@
 # DiT step benchmark at the release's real shapes (bench/dit_step.py) on the device machine.
 #
 #   bash bench/dit_step.sh [dit_step.py options]     # writes $OUT/dit_step.json, logs, tables
+#   bash bench/dit_step.sh --compile --time-limit 560   # + compiled DiT blocks (issue #16)
 #
 # Installs the carried wheels (.whl/*.whl: diffsynth and the modules it imports) into
 # /tmp/site without an index, then runs the benchmark. SKIP_INSTALL=1 skips the install.

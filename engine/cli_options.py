@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.errors import JobError
 from engine.prompt import read_prompt_file
 from engine.settings import (
+    COMPILE_MODES,
     VAE_TILINGS,
     Budget,
     JobInputs,
@@ -67,6 +68,13 @@ def add_generation_options(p: argparse.ArgumentParser, with_inputs: bool = True)
                    help="release: encode the pose/hand clips and decode in the release's "
                         "tiles (its exact numbers); none: whole frames, faster, "
                         "differs from the release at tile seams (docs/engine.md#numerics)")
+    c = g.add_mutually_exclusive_group()
+    c.add_argument("--compile", choices=COMPILE_MODES, default=DEFAULTS.compile,
+                   help="compiled DiT blocks (torch.compile): auto compiles on CUDA when every "
+                        "block is resident, on also on CPU, off never; the compiled code is "
+                        "cached for the next worker (docs/engine.md#compiled-dit-blocks)")
+    c.add_argument("--no-compile", action="store_const", const="off", dest="compile",
+                   help="run the DiT blocks eager (= --compile off)")
 
 
 def device_arg(text: str) -> str:
@@ -83,7 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
         share_steps=tuple(args.share_steps), share_blocks=tuple(args.share_blocks),
         max_block_idx=args.max_block_idx, use_mask=args.use_mask, anchor=args.anchor,
         num_chunks=args.num_chunks, pad=args.pad, dtype=args.dtype,
-        vae_tiling=args.vae_tiling)
+        vae_tiling=args.vae_tiling, compile=args.compile)
 
 
 def inputs_from_args(args: argparse.Namespace) -> JobInputs:

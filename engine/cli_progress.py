@@ -40,6 +40,8 @@ class ProgressPrinter:
         elif e.kind == "phase":  # loading, encoding, sampling, decoding, writing
             self._write(f"[{e.chunks_done}/{e.chunks_total} done] {name} {e.message}...",
                         live=True)
+        elif e.kind in ("compiled", "notice"):
+            self._write(f"{name}: {e.message}")
         elif e.kind == "chunk_done":
             self._write(f"{name} done [{e.chunks_done}/{e.chunks_total} chunks]")
         elif e.kind == "chunk_skipped":

@@ -25,6 +25,7 @@ from engine.budget import Budget
 from engine.checkpoint.dit_loader import check_share_blocks
 from engine.checkpoint.layout import CheckpointLayout, check_layout, resolve_checkpoint_dir
 from engine.chunk_plan import ChunkPlan, make_plan
+from engine.compiler import check_mode, requested_mode
 from engine.conditions import condition_clip, frame_mask
 from engine.errors import JobError  # noqa: F401  (re-exported)
 from engine.kv_cache import AnchorCache, describe_changes
@@ -44,7 +45,7 @@ from engine.model_set import ModelSet
 from engine.models.dit import PoseGenDiT
 from engine.progress import EtaClock, PhaseClock, ProgressCallback, ProgressEvent
 from engine.prompt import NEGATIVE_PROMPT, clean_prompt, find_keyword
-from engine.sampler import ChunkInputs, sample
+from engine.sampler import ChunkInputs, sample, saved_key
 from engine.settings import (  # noqa: F401  (re-exported)
     VAE_TILINGS,
     JobInputs,
@@ -124,6 +125,9 @@ class Job:
         s["share_steps"] = list(self.settings.share_steps)
         s["share_blocks"] = list(self.settings.share_blocks)
         s["dtype"] = str(self.dtype).replace("torch.", "")
+        # How the DiT runs, not what it computes (float noise, like the device): a workspace
+        # may be resumed under another --compile. Chunks record it in their step state.
+        del s["compile"]
         ckpt = {kind: file_digest(self.layout.dit_dir(kind) / "model_config.json")
                 for kind in ("base", "cond")}
         return {
@@ -142,6 +146,7 @@ class Job:
         check_layout(self.layout)
         check_share_blocks(self.settings.share_blocks, self.layout.dit_dir("base"))
         dev = torch.device(self.device)
+        check_mode(self.settings.compile, self.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise JobError(f"--device {self.device}: this machine's torch sees no CUDA GPU "
                            f"(torch {torch.__version__}); use --device cpu, or a CUDA build "
@@ -193,7 +198,7 @@ class Job:
             patches = (s.height // 16) * (s.width // 16)
             n_tokens = ((s.frames - 1) // 4 + 1) * patches + patches
             self.models = ModelSet(self.layout, self.device, self.dtype, self.budget,
-                                   s.vae_tiling, n_tokens=n_tokens)
+                                   s.vae_tiling, n_tokens=n_tokens, compile=s.compile)
         return self.models
 
     def conditions(self) -> dict[str, torch.Tensor]:
@@ -250,7 +255,8 @@ class Job:
         """Generate chunk ``i`` (resuming its saved step); None if stopped early.
 
         Phases, each timed into ``done.json``: loading (models, job-wide conditions),
-        encoding (this chunk's conditions), sampling, decoding, writing.
+        encoding (this chunk's conditions), compiling (only the first time this process
+        runs compiled DiT blocks at these shapes), sampling, decoding, writing.
         """
         plan = self._require_plan()
         chunk = plan.chunks[i]
@@ -273,6 +279,15 @@ class Job:
             inputs, grid = self._encode(i, key, dit, cond)
         if stop():
             return None
+        if models.compile_for(self._dit_kind(chunk.role), _shapes(inputs)):
+            with clock.phase("compiling"):
+                self._compile(i, chunk.role, dit, inputs)
+            if dit.compiled:
+                self._emit("compiled", i, chunk.role,
+                           message=f"DiT blocks compiled in {clock.seconds['compiling']:.1f} "
+                                   f"s; {models.compile_decision.reason}")
+            if stop():
+                return None
         with clock.phase("sampling"):
             latents, hook, step_times = self._sample(i, dit, inputs, grid, key, seed,
                                                      should_stop)
@@ -291,8 +306,39 @@ class Job:
         """Loading: the job-wide conditions (encoded by the first chunk) and the DiT of
         chunk role ``role``."""
         cond = self.conditions()
-        dit = self._models().dit("cond" if role == "cond" else "base")
+        dit = self._models().dit(self._dit_kind(role))
         return cond, dit
+
+    @staticmethod
+    def _dit_kind(role: str) -> str:
+        return "cond" if role == "cond" else "base"
+
+    def _compile(self, i: int, role: str, dit: PoseGenDiT, inputs: ChunkInputs) -> None:
+        """Compiling: one block's forward at this chunk's shapes, so the compiled block
+        code is made (or read from the compiler's cache) before the first step's clock
+        starts. Nothing of it is kept: the output is dropped, no hook runs.
+
+        If the compiler fails, ``--compile auto`` runs this DiT eager (a notice says why)
+        and ``--compile on`` stops with the compiler's error; no step has run either way.
+        """
+        models = self._models()
+        dev = models.device
+        shape = (1, 16, *inputs.cond.shape[2:])
+        try:
+            with torch.no_grad():
+                dit.warm_up(torch.zeros(shape, device=dev, dtype=self.dtype), inputs.cond,
+                            inputs.hand, inputs.ref, inputs.context_pos,
+                            torch.full((1,), 999.0, device=dev, dtype=self.dtype))
+        except Exception as e:
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            what = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}"
+            if requested_mode(self.settings.compile) == "on":
+                raise JobError(f"--compile on: compiling the DiT blocks failed ({what}); "
+                               "use --compile auto or --no-compile") from e
+            models.run_eager(self._dit_kind(role), f"off: compiling failed ({what})")
+            self._emit("notice", i, role, message=f"compiling the DiT blocks failed ({what}); "
+                                                  "running them eager")
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         """Decoding: the sampled latents to uint8 frames."""
@@ -319,6 +365,8 @@ class Job:
             seconds_per_step=(sum(step_times) / len(step_times)) if step_times else None,
             peak_vram_bytes=torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
             extra={"seed": seed, "budget": self.budget,
+                   "compiled": models.compile_decision.compiled,
+                   "compile": models.compile_decision.reason,
                    "resolved_budget": models.resolved_budget,
                    "predicted_peak_bytes": models.predicted_peak,
                    "foreground_fraction": (sum(hook.foreground_fraction)
@@ -372,6 +420,7 @@ class Job:
             self.anchor_cache.check(self.anchor_settings(self.anchor_seed()))
             hook = BaseSharer(self.anchor_cache, s.share, self._keyword_token, grid, dev)
         s.share.validate(s.steps, dit.cfg.num_layers)
+        state_key = self._state_key(i, role, key, dit.compiled)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         step_times: list[float] = []
@@ -386,12 +435,32 @@ class Job:
             latents = sample(dit, inputs, seed=seed, steps=s.steps, cfg_scale=s.cfg_scale,
                              shift=s.shift, device=dev, hook=hook,
                              state_path=self.workspace.state(i),
-                             state_key=key, on_step=on_step, should_stop=should_stop,
+                             state_key=state_key, on_step=on_step, should_stop=should_stop,
                              dtype=self.dtype)
         finally:
             if isinstance(hook, BaseSharer):
                 hook.prefetcher.close()  # its reader thread and pinned buffers
         return latents, hook, step_times
+
+    def _state_key(self, i: int, role: str, key: dict[str, Any], compiled: bool
+                   ) -> dict[str, Any]:
+        """The key chunk ``i``'s saved steps must carry to be resumed by this worker.
+
+        Compiled steps are marked, so a chunk continues only under the DiT code that made
+        its saved steps; a state from the other kind (a resume with another --compile, or
+        where -p now streams weights) is not trusted: the chunk starts over, and says so.
+        Eager keys are as before compiled blocks existed, so older states resume.
+        """
+        state_key = {**key, "dit": "compiled"} if compiled else dict(key)
+        stored = saved_key(self.workspace.state(i))
+        if stored is not None and stored != state_key and \
+                {k: v for k, v in stored.items() if k != "dit"} == key:
+            was, now = ("compiled", "eager") if stored.get("dit") else ("eager", "compiled")
+            self._emit("notice", i, role,
+                       message=f"its saved steps ran {was}, this worker runs the "
+                               f"DiT {now}; the chunk starts over (one chunk never mixes "
+                               "the two)")
+        return state_key
 
     def _condition_latents(self, i: int, key: dict[str, Any]
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -509,6 +578,12 @@ def load_chunk_conditions(path: Path, key: dict[str, Any]) -> dict[str, torch.Te
             return {name: f.get_tensor(name) for name in ("pose", "hand")}
     except Exception:  # a torn or foreign file: encode again, never trust it
         return None
+
+
+def _shapes(inputs: ChunkInputs) -> tuple:
+    """What compiled code is specialised to: the shapes and dtypes of a chunk's inputs."""
+    return tuple((tuple(t.shape), str(t.dtype)) for t in (
+        inputs.cond, inputs.hand, inputs.ref, inputs.context_pos, inputs.context_neg))
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

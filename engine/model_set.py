@@ -20,6 +20,7 @@ from engine.budget import (
 from engine.checkpoint import encoders
 from engine.checkpoint.dit_loader import load_dit, read_config
 from engine.checkpoint.layout import CheckpointLayout
+from engine.compiler import CompileDecision, compile_blocks, decide, eager_blocks
 from engine.models.dit import PoseGenDiT
 from engine.pinned_arena import PinnedArena
 from engine.progress import PhaseClock
@@ -27,7 +28,8 @@ from engine.progress import PhaseClock
 
 class ModelSet:
     def __init__(self, layout: CheckpointLayout, device: str, dtype: torch.dtype,
-                 budget: Budget, vae_tiling: str = "release", n_tokens: int = 0) -> None:
+                 budget: Budget, vae_tiling: str = "release", n_tokens: int = 0,
+                 compile: str = "off") -> None:
         self.layout = layout
         self.device = torch.device(device)
         self.dtype = dtype
@@ -36,10 +38,17 @@ class ModelSet:
         self.resolved_budget: int | None = None  # what -p auto chose
         self.predicted_peak: int | None = None
         self.vae_tiling = vae_tiling  # "release" (tiles as the release) or "none"
+        self.compile = compile  # the --compile setting: auto, on or off (engine/compiler.py)
+        # Whether the DiT last returned by dit() runs compiled blocks, and why (or why not).
+        self.compile_decision = CompileDecision(False, "no DiT loaded")
+        # (DiT kind, input shapes) already compiled in this process (see compile_for).
+        self._compiled_for: set[tuple] = set()
         self._vae = None
         self._tokenizer: encoders.PromptTokenizer | None = None
-        # The DiTs held, by kind: (model, placement, resolved budget, predicted peak).
-        self._dits: dict[str, tuple[PoseGenDiT, Placement | None, int | None, int | None]] = {}
+        # The DiTs held, by kind: (model, placement, resolved budget, predicted peak,
+        # compile decision).
+        self._dits: dict[str, tuple[PoseGenDiT, Placement | None, int | None, int | None,
+                                    CompileDecision]] = {}
         self.placement: Placement | None = None
         self.dit_switches = 0
         # Seconds of each loading step in this process (T5, CLIP, VAE, DiT read / LoRA
@@ -141,10 +150,36 @@ class ModelSet:
                 self.dit_switches += 1
                 self._dits.clear()
                 self._free()
-            held = self._load_dit(kind)
+            model, placement, budget, peak = self._load_dit(kind)
+            streamed = placement.streamed_params if placement is not None else 0
+            decision = decide(self.compile, self.device, streamed)
+            if decision.compiled:
+                compile_blocks(model)  # lazily: the code compiles at the first forward
+            held = (model, placement, budget, peak, decision)
             self._dits[kind] = held
-        self.placement, self.resolved_budget, self.predicted_peak = held[1:]
+        self.placement, self.resolved_budget, self.predicted_peak, self.compile_decision = \
+            held[1:]
         return held[0]
+
+    def compile_for(self, kind: str, shapes: tuple) -> bool:
+        """True the first time the ``kind`` DiT runs compiled at ``shapes`` in this process:
+        the caller then warms it up (compiling, or loading the compiler's cache) as its own
+        timed phase. False for an eager DiT and for shapes already compiled."""
+        held = self._dits.get(kind)
+        if held is None or not held[4].compiled or (kind, shapes) in self._compiled_for:
+            return False
+        self._compiled_for.add((kind, shapes))
+        return True
+
+    def run_eager(self, kind: str, reason: str) -> None:
+        """Run the ``kind`` DiT's blocks eager from now on (its compile failed)."""
+        held = self._dits.get(kind)
+        if held is None:
+            return
+        eager_blocks(held[0])
+        decision = CompileDecision(False, reason)
+        self._dits[kind] = (*held[:4], decision)
+        self.compile_decision = decision
 
     def _load_dit(self, kind: str) -> tuple[PoseGenDiT, Placement | None, int | None,
                                              int | None]:
@@ -195,6 +230,7 @@ class ModelSet:
     def release(self) -> None:
         self._vae = None
         self._dits.clear()
+        self._compiled_for.clear()
         self._free()
 
     def _free(self) -> None:

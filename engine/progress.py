@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    kind: str  # job_start | chunk_start | phase | step | chunk_done | chunk_skipped | merge_done
+    # job_start | chunk_start | phase | compiled | notice | step | chunk_done | chunk_skipped
+    # | merge_done
+    kind: str
     chunk: int = -1
     role: str = ""
     step: int = 0

@@ -63,6 +63,18 @@ def load_state(path: Path, key: dict[str, Any]) -> tuple[int, torch.Tensor] | No
         return None
 
 
+def saved_key(path: Path) -> dict[str, Any] | None:
+    """The key a state file was written for; None if absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            key = json.loads((f.metadata() or {}).get("key", "null"))
+    except Exception:  # a torn or foreign file
+        return None
+    return key if isinstance(key, dict) else None
+
+
 def save_state(path: Path, key: dict[str, Any], next_step: int, latents: torch.Tensor) -> None:
     meta = {"key": json.dumps(key, sort_keys=True), "next_step": str(next_step)}
     with atomic_path(path) as tmp:

@@ -17,6 +17,8 @@ from engine.chunk_plan import ChunkSpec
 from engine.errors import BudgetError, JobError
 
 VAE_TILINGS = ("release", "none")
+# --compile: auto (compiled DiT blocks on CUDA, eager on CPU), on, off (engine/compiler.py).
+COMPILE_MODES = ("auto", "on", "off")
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
@@ -131,6 +133,12 @@ class JobSettings:
     # "release": condition clips and decodes tiled as the release does (ENGINE-SPEC 10);
     # "none": one pass over the whole frame, faster but not the release's numbers.
     vae_tiling: str = "release"
+    # Compiled DiT blocks (engine/compiler.py): "auto" (on CUDA), "on" or "off". How the
+    # numbers are computed, not which: within float noise of eager, like the device or the
+    # attention kernel, so it is not part of the run's fingerprint (a workspace can be
+    # resumed with another setting). Each chunk's saved steps record whether they were
+    # compiled, and a chunk never mixes the two (engine/job.py).
+    compile: str = "auto"
 
     @property
     def spec(self) -> ChunkSpec:
@@ -180,6 +188,8 @@ class JobSettings:
         if self.vae_tiling not in VAE_TILINGS:
             out.append(f"--vae-tiling {self.vae_tiling}: choose one of "
                        f"{', '.join(VAE_TILINGS)}")
+        if self.compile not in COMPILE_MODES:
+            out.append(f"--compile {self.compile}: choose one of {', '.join(COMPILE_MODES)}")
         return out
 
     def torch_dtype(self, device: str) -> Any:

@@ -67,6 +67,10 @@ class WorkerRecord:
         elif e.kind == "phase":
             s.add_event(sid, "phase", f"chunk {e.chunk} ({e.role}): {e.message}",
                         chunk_idx=e.chunk, worker_id=self.worker_id)
+        elif e.kind in ("compiled", "notice"):
+            # "chunk 2 (base): DiT blocks compiled in 14.2 s; on (--compile auto), cache ..."
+            s.add_event(sid, e.kind, f"chunk {e.chunk} ({e.role}): {e.message}",
+                        chunk_idx=e.chunk, worker_id=self.worker_id)
         elif e.kind == "merge_done":
             s.add_event(sid, "merged", e.message, worker_id=self.worker_id)
 

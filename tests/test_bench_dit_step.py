@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from engine.compiler import unavailable_reason
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +42,31 @@ def test_dit_step_bench_runs_at_tiny_size(tmp_path: Path) -> None:
     assert "CUDA" in r["budgets"]["skipped"]
     table = proc.stdout[proc.stdout.index("## dit_step"):]
     assert "| base |" in table and "| release_base |" in table and "anchor cache" in table
+
+
+@pytest.mark.slow  # compiles the tiny DiT's blocks twice (two processes): ~45 s
+def test_dit_step_bench_compiled_rows_at_tiny_size(tmp_path: Path) -> None:
+    reason = unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(f"torch.compile cannot compile here: {reason}")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "dit_step.py"), "--preset", "tiny",
+         "--device", "cpu", "--compile", "--out", str(out), "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads((out / "dit_step.json").read_text())
+    steps, comp = r["steps"], r["compile"]
+    for name in ("bare", "anchor", "base", "bare_again"):
+        assert steps[name]["seconds"] > 0 and steps[f"{name}_compiled"]["seconds"] > 0, name
+    assert "--compile" in steps["release_base"]["skipped"]
+    assert comp["first_compile_seconds"] > comp["second_call_seconds"]
+    assert comp["block_eager"]["seconds"] > 0 and comp["block_compiled"]["seconds"] > 0
+    probe = comp["probe"]
+    assert probe["returncode"] == 0 and probe["compile_seconds"] > 0, probe
+    assert probe["cache_dir"] == comp["cache_dir"] == str(tmp_path / "work" / "compile-cache")
+    num = comp["numerics"]
+    assert num["compiled_runs_identical"] is True and num["bare_rel_error"] < 1e-5
+    table = proc.stdout[proc.stdout.index("## dit_step"):]
+    assert "| bare_compiled |" in table and "first compile, this process" in table
+    assert "new process, warm cache" in table

@@ -501,6 +501,30 @@ def test_status_names_what_a_running_chunk_is_doing(store: Store,
     assert snapshot(store, sid)["chunks"][0]["phase"] is None  # done: nothing happening
 
 
+def test_compiling_and_notices_reach_the_sessions_events(store: Store) -> None:
+    """The engine's compiled event (how long compiling took) and notices (a chunk that
+    starts over) are the session's events, named by chunk, as phases are."""
+    from engine.progress import ProgressEvent
+    from sessions.records import WorkerRecord
+
+    sid = new_session(store)
+    store.init_chunks(sid, plan(1))
+    rec = WorkerRecord(store, sid, "cuda:0")
+    rec.register(pid=os.getpid(), host=HOST)
+    rec.progress(ProgressEvent(kind="phase", chunk=0, role="anchor", message="compiling"))
+    rec.progress(ProgressEvent(kind="compiled", chunk=0, role="anchor",
+                               message="DiT blocks compiled in 14.2 s; on (--compile auto)"))
+    rec.progress(ProgressEvent(kind="notice", chunk=0, role="anchor",
+                               message="its saved steps ran eager; the chunk starts over"))
+    got = [(e["kind"], e["message"], e["chunk_idx"]) for e in store.events(sid)
+           if e["kind"] in ("phase", "compiled", "notice")]
+    assert got == [("phase", "chunk 0 (anchor): compiling", 0),
+                   ("compiled", "chunk 0 (anchor): DiT blocks compiled in 14.2 s; on "
+                                "(--compile auto)", 0),
+                   ("notice", "chunk 0 (anchor): its saved steps ran eager; the chunk starts "
+                              "over", 0)]
+
+
 def test_a_worker_that_lost_its_chunk_never_touches_the_new_owners_claim(store: Store) -> None:
     """Issue #14, defect 1: worker A is stopped (SIGSTOP) past its heartbeat timeout, A is
     declared lost and its chunk goes to worker B; when A wakes up, its step report, its

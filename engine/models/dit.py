@@ -132,25 +132,16 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
+    def project_q(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+                  ) -> torch.Tensor:
+        return apply_rope(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), *rope)
+
     def project_kv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """K (normed, rotated) and V of input ``x``; also used on the anchor's cached input."""
         heads = (self.num_heads, -1)
         k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), *rope)
         return k, self.v(x).unflatten(-1, heads)
-
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], n_video: int,
-                block: int, hook: AttentionHook | None) -> torch.Tensor:
-        heads = (self.num_heads, -1)
-        q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, heads), *rope)
-        k, v = self.project_kv(x, rope)
-        out = None
-        if hook is not None:
-            out = hook.self_attention(block, q, k, v, n_video, x,
-                                      lambda t: self.project_kv(t, rope))
-        if out is None:
-            out = attention(q, k, v)
-        return self.o(out)
 
 
 class CrossAttention(nn.Module):
@@ -169,8 +160,8 @@ class CrossAttention(nn.Module):
             self.v_img = nn.Linear(dim, dim)
             self.norm_k_img = RMSNorm(dim, eps)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, block: int,
-                hook: AttentionHook | None) -> torch.Tensor:
+    def project(self, x: torch.Tensor, context: torch.Tensor) -> CrossProjections:
+        """q of ``x``; k, v of the text tokens and, with image input, of the CLIP tokens."""
         heads = (self.num_heads, -1)
         if self.has_image_input:
             image, text = context[:, :CLIP_TOKENS], context[:, CLIP_TOKENS:]
@@ -179,14 +170,105 @@ class CrossAttention(nn.Module):
         q = self.norm_q(self.q(x)).unflatten(-1, heads)
         k = self.norm_k(self.k(text)).unflatten(-1, heads)
         v = self.v(text).unflatten(-1, heads)
-        if hook is not None and hook.wants_keyword_map(block):
-            hook.keyword_map(block, q, k)
-        out = attention(q, k, v)
+        k_img = v_img = None
         if image is not None:
             k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, heads)
             v_img = self.v_img(image).unflatten(-1, heads)
-            out = out + attention(q, k_img, v_img)
-        return self.o(out)
+        return q, k, v, k_img, v_img
+
+
+# q, k (text), v (text), k (image), v (image) of a cross-attention; the image pair is None
+# for a DiT without image input.
+CrossProjections = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
+                         torch.Tensor | None]
+
+
+# -- a block's computation, in stages -------------------------------------------------------
+#
+# A block is five pure tensor functions (`BlockStages`) with the attention kernels and the
+# KV-sharing hooks between them. `engine/compiler.py` compiles each function once
+# (`torch.compile`, the block passed as an argument) and every block of both DiTs reuses
+# that code: the float32 elementwise work around each matmul (modulation, norms, RoPE,
+# residuals) fuses, while the attention kernels and the hooks, which save, load and
+# branch on the host, stay eager between the stages. K and V always come from the one
+# `project_kv` stage, so a base chunk recomputing them from the anchor's cached input
+# runs the very code the anchor attended with.
+
+
+def _mods(blk: DiTBlock, t_mod: torch.Tensor, t0_mod: torch.Tensor
+          ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The six modulation vectors of the video tokens (time t) and reference tokens (0)."""
+    mod = blk.modulation.float()
+    return (mod + t_mod).chunk(6, dim=1), (mod + t0_mod).chunk(6, dim=1)
+
+
+def stage_attn_in(blk: DiTBlock, x: torch.Tensor, t_mod: torch.Tensor, t0_mod: torch.Tensor,
+                  cos: torch.Tensor, sin: torch.Tensor, n_video: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention input (normed, modulated) of tokens ``x``, and its q."""
+    # Rows [:n_video] are video tokens (time t), the rest reference tokens (time 0).
+    sv, sr = _mods(blk, t_mod, t0_mod)
+    video, ref = x[:, :n_video], x[:, n_video:]
+    attn_in = torch.cat([modulate(blk.norm1(video), sv[0], sv[1]),
+                         modulate(blk.norm1(ref), sr[0], sr[1])], dim=1)
+    return attn_in, blk.self_attn.project_q(attn_in, (cos, sin))
+
+
+def stage_project_kv(blk: DiTBlock, attn_in: torch.Tensor, cos: torch.Tensor,
+                     sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and V of a self-attention input: this chunk's, or the anchor's cached one."""
+    return blk.self_attn.project_kv(attn_in, (cos, sin))
+
+
+def stage_cross_in(blk: DiTBlock, x: torch.Tensor, attn_out: torch.Tensor,
+                   t_mod: torch.Tensor, t0_mod: torch.Tensor, context: torch.Tensor,
+                   n_video: int) -> tuple[torch.Tensor, torch.Tensor, CrossProjections]:
+    """The self-attention's output projection and residual; the cross-attention's inputs.
+
+    Returns the video and reference tokens after self-attention, and the cross-attention
+    projections of the video tokens (reference tokens skip cross-attention).
+    """
+    sv, sr = _mods(blk, t_mod, t0_mod)
+    y = blk.self_attn.o(attn_out).float()
+    video = (x[:, :n_video].float() + y[:, :n_video] * sv[2]).to(x.dtype)
+    ref = (x[:, n_video:].float() + y[:, n_video:] * sr[2]).to(x.dtype)
+    return video, ref, blk.cross_attn.project(blk.norm3(video), context)
+
+
+def stage_cross_out(blk: DiTBlock, video: torch.Tensor, cross_text: torch.Tensor,
+                    cross_image: torch.Tensor | None) -> torch.Tensor:
+    """The video tokens after the cross-attention's output projection and residual."""
+    out = cross_text if cross_image is None else cross_text + cross_image
+    return video + blk.cross_attn.o(out)
+
+
+def stage_ffn(blk: DiTBlock, video: torch.Tensor, ref: torch.Tensor, t_mod: torch.Tensor,
+              t0_mod: torch.Tensor) -> torch.Tensor:
+    """The FFN and its residual: the block's output tokens (video, then reference)."""
+    sv, sr = _mods(blk, t_mod, t0_mod)
+    ffn_in = torch.cat([modulate(blk.norm2(video), sv[3], sv[4]),
+                        modulate(blk.norm2(ref), sr[3], sr[4])], dim=1)
+    y = blk.ffn(ffn_in).float()
+    n_video = video.shape[1]
+    video = (video.float() + y[:, :n_video] * sv[5]).to(video.dtype)
+    ref = (ref.float() + y[:, n_video:] * sr[5]).to(ref.dtype)
+    return torch.cat([video, ref], dim=1)
+
+
+@dataclass(frozen=True)
+class BlockStages:
+    """The tensor functions of a block, in order: eager (`EAGER_STAGES`) or compiled."""
+
+    attn_in: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    project_kv: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    cross_in: Callable[..., tuple[torch.Tensor, torch.Tensor, CrossProjections]]
+    cross_out: Callable[..., torch.Tensor]
+    ffn: Callable[..., torch.Tensor]
+    compiled: bool = False
+
+
+EAGER_STAGES = BlockStages(stage_attn_in, stage_project_kv, stage_cross_in, stage_cross_out,
+                           stage_ffn)
 
 
 class DiTBlock(nn.Module):
@@ -201,30 +283,33 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(cfg.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.stages = EAGER_STAGES
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, t_mod: torch.Tensor,
                 t0_mod: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], n_video: int,
                 block: int, hook: AttentionHook | None) -> torch.Tensor:
-        # Rows [:n_video] are video tokens (time t), the rest reference tokens (time 0).
-        mod = self.modulation.float()
-        sv = (mod + t_mod).chunk(6, dim=1)
-        sr = (mod + t0_mod).chunk(6, dim=1)
-        video, ref = x[:, :n_video], x[:, n_video:]
-
-        attn_in = torch.cat([modulate(self.norm1(video), sv[0], sv[1]),
-                             modulate(self.norm1(ref), sr[0], sr[1])], dim=1)
-        y = self.self_attn(attn_in, rope, n_video, block, hook).float()
-        video = (video.float() + y[:, :n_video] * sv[2]).to(x.dtype)
-        ref = (ref.float() + y[:, n_video:] * sr[2]).to(x.dtype)
-
-        video = video + self.cross_attn(self.norm3(video), context, block, hook)
-
-        ffn_in = torch.cat([modulate(self.norm2(video), sv[3], sv[4]),
-                            modulate(self.norm2(ref), sr[3], sr[4])], dim=1)
-        y = self.ffn(ffn_in).float()
-        video = (video.float() + y[:, :n_video] * sv[5]).to(x.dtype)
-        ref = (ref.float() + y[:, n_video:] * sr[5]).to(x.dtype)
-        return torch.cat([video, ref], dim=1)
+        # Each large tensor is dropped as soon as the next stage has it, so the block holds
+        # no more at once than a single-function forward would.
+        st, (cos, sin) = self.stages, rope
+        attn_in, q = st.attn_in(self, x, t_mod, t0_mod, cos, sin, n_video)
+        k, v = st.project_kv(self, attn_in, cos, sin)
+        out = None
+        if hook is not None:
+            out = hook.self_attention(block, q, k, v, n_video, attn_in,
+                                      lambda t: st.project_kv(self, t, cos, sin))
+        del attn_in
+        if out is None:
+            out = attention(q, k, v)
+        del q, k, v
+        video, ref, (q, k, v, k_img, v_img) = st.cross_in(self, x, out, t_mod, t0_mod,
+                                                            context, n_video)
+        del out
+        if hook is not None and hook.wants_keyword_map(block):
+            hook.keyword_map(block, q, k)
+        cross_image = None if k_img is None or v_img is None else attention(q, k_img, v_img)
+        video = st.cross_out(self, video, attention(q, k, v), cross_image)
+        del q, k, v, k_img, v_img, cross_image
+        return st.ffn(self, video, ref, t_mod, t0_mod)
 
 
 class Head(nn.Module):
@@ -305,6 +390,16 @@ class PoseGenDiT(nn.Module):
             context = torch.cat([self.img_emb(clip), context], dim=1)
         return context
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the blocks run compiled stages (`engine.compiler.compile_blocks`)."""
+        return all(cast(DiTBlock, b).stages.compiled for b in self.blocks)
+
+    def set_stages(self, stages: BlockStages) -> None:
+        """Run every block with ``stages`` (eager, or compiled by engine/compiler.py)."""
+        for b in self.blocks:
+            cast(DiTBlock, b).stages = stages
+
     def forward(self, latents: torch.Tensor, cond: torch.Tensor, hand: torch.Tensor | None,
                 ref: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor,
                 hook: AttentionHook | None = None) -> torch.Tensor:
@@ -314,16 +409,45 @@ class PoseGenDiT(nn.Module):
         latents (1, 16, F, H, W); ref: reference latent (1, 16, 1, H, W);
         context: the output of ``embed_context``; timestep: (1,) in [0, 1000].
         """
+        tokens, grid, n_video, t, (t_mod, t0_mod), rope, context = self._tokens(
+            latents, cond, hand, ref, context, timestep)
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, context, t_mod, t0_mod, rope, n_video, i, hook)
+        if hook is not None:
+            hook.end_forward()
+        out = self.head(tokens[:, :n_video], t)
+        return self._unpatchify(out, grid)
+
+    def warm_up(self, latents: torch.Tensor, cond: torch.Tensor, hand: torch.Tensor | None,
+                ref: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor) -> None:
+        """Run the first block once at these shapes, no hook, output dropped.
+
+        Every block runs the same stage code, so with compiled stages this compiles
+        (or loads from the compiler's cache) what the whole forward needs, at the cost
+        of one block.
+        """
+        tokens, _, n_video, _, (t_mod, t0_mod), rope, context = self._tokens(
+            latents, cond, hand, ref, context, timestep)
+        self.blocks[0](tokens, context, t_mod, t0_mod, rope, n_video, 0, None)
+
+    def _tokens(self, latents: torch.Tensor, cond: torch.Tensor, hand: torch.Tensor | None,
+                ref: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor
+                ) -> tuple[torch.Tensor, tuple[int, int, int], int, torch.Tensor,
+                           tuple[torch.Tensor, torch.Tensor],
+                           tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """What the blocks take: tokens (video, then reference), the video grid, the
+        number of video tokens, the time embedding, the time modulations (t, 0), the RoPE
+        tables and the context in the tokens' dtype."""
         dtype = self.patch_embedding.weight.dtype
         x = self.patch_embedding(torch.cat([latents, cond], dim=1).to(dtype))
-        grid = tuple(x.shape[2:])
+        grid = cast(tuple[int, int, int], tuple(x.shape[2:]))
         x = x.flatten(2).transpose(1, 2)
         if self.cfg.use_hand:
             if hand is None:
                 raise ValueError("this DiT uses hand latents: pass them")
             x = x + self.hand_patch_embedding(hand.to(dtype)).flatten(2).transpose(1, 2)
         r = self.ref_patch_embedding(ref.to(dtype))
-        ref_grid = tuple(r.shape[3:])
+        ref_grid = cast(tuple[int, int], tuple(r.shape[3:]))
         r = r.flatten(2).transpose(1, 2)
         n_video = x.shape[1]
         tokens = torch.cat([x, r], dim=1)
@@ -331,13 +455,7 @@ class PoseGenDiT(nn.Module):
         t, t_mod = self._time(timestep)
         _, t0_mod = self._time(torch.zeros_like(timestep))
         rope = self._rope(grid, ref_grid, tokens.device)
-        context = context.to(tokens.dtype)
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens, context, t_mod, t0_mod, rope, n_video, i, hook)
-        if hook is not None:
-            hook.end_forward()
-        out = self.head(tokens[:, :n_video], t)
-        return self._unpatchify(out, grid)
+        return tokens, grid, n_video, t, (t_mod, t0_mod), rope, context.to(tokens.dtype)
 
     def _unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         f, h, w = grid
