@@ -74,7 +74,7 @@ def _store_mutators() -> set[str]:
     from sessions.store import Store
 
     logs = {"add_event", "add_gpu_sample", "add_gpu_samples", "compact_gpu_samples"}
-    reads = ("get_", "list_", "chunks", "workers", "events", "last_event", "latest_",
+    reads = ("get_", "list_", "chunks", "workers", "events", "last_event", "latest_", "past_",
              "gpu_samples", "all_done", "close")
     return {name for name in vars(Store) if not name.startswith("_") and name not in logs
             and not name.startswith(reads) and callable(getattr(Store, name))}
