@@ -504,10 +504,6 @@ class Job:
             self.models.release()
         self.models = None
 
-    def invalidate(self, indices: list[int]) -> None:
-        """Forget chunks' results so they are generated again (retry)."""
-        self.workspace.invalidate(indices)
-
     def merge(self) -> Path:
         plan = self._require_plan()
         missing = [i for i in range(plan.num_chunks) if not self.is_done(i)]

@@ -25,7 +25,7 @@ from engine.checkpoint.layout import (
     check_share_blocks,
     resolve_checkpoint_dir,
 )
-from engine.chunk_plan import make_plan
+from engine.chunk_plan import ChunkPlan, make_plan
 from engine.errors import JobError
 from engine.prompt import clean_prompt, find_keyword
 from engine.settings import JobSettings, parse_budget, parse_device, settings_to_json
@@ -108,7 +108,13 @@ def check_new_session(store: Store, new: NewSession) -> list[str]:
 def session_problems(project: dict[str, Any], new: NewSession,
                      checkpoint: bool = True) -> list[str]:
     """`check_new_session` for a project row; ``checkpoint=False`` skips the checkpoint
-    (a form that has no folder yet says so itself).
+    (a form that has no folder yet says so itself)."""
+    return _checked_plan(project, new, checkpoint)[0]
+
+
+def _checked_plan(project: dict[str, Any], new: NewSession, checkpoint: bool = True
+                  ) -> tuple[list[str], ChunkPlan | None]:
+    """The session's problems, and its chunk plan when there are none.
 
     Reads no model: the checkpoint's files are looked for, its block count read from
     the DiT's config, the pose clip's frames from its container.
@@ -134,24 +140,23 @@ def session_problems(project: dict[str, Any], new: NewSession,
             check_share_blocks(new.settings.share_blocks, layout.dit_dir("base"))
         except (ValueError, OSError, JobError) as e:
             problems.append(str(e))
-    if not problems:
-        try:
-            frames = video_info(project["pose"])[0]
-            s = new.settings
-            make_plan(frames, s.spec, s.num_chunks, s.anchor, s.pad)
-        except (ValueError, OSError, JobError) as e:
-            problems.append(str(e))
-    return problems
+    if problems:
+        return problems, None
+    try:
+        s = new.settings
+        return [], make_plan(video_info(project["pose"])[0], s.spec, s.num_chunks, s.anchor,
+                             s.pad)
+    except (ValueError, OSError, JobError) as e:
+        return [str(e)], None
 
 
 def create_session(store: Store, new: NewSession) -> CreatedSession:
     """Check everything (`check_new_session`), store the session, give it a fresh folder."""
-    problems = check_new_session(store, new)
-    if problems:
-        raise SessionSettingsError(problems)
     project = store.get_project(new.project)
+    problems, plan = _checked_plan(project, new)
+    if plan is None:
+        raise SessionSettingsError(problems)
     s = new.settings
-    plan = make_plan(video_info(project["pose"])[0], s.spec, s.num_chunks, s.anchor, s.pad)
     ckpt = resolve_checkpoint_dir(new.ckpt).resolve()
     sid = store.create_session(
         project["id"], settings={**settings_to_json(s), "planned_chunks": plan.num_chunks},

@@ -75,3 +75,19 @@ def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=Path(__file__).resolve().parents[1])
+
+
+def mid_chunk_state(out: Path, steps: int) -> Path | None:
+    """A chunk's saved step state between its first and last step (a kill lands mid-chunk),
+    or None."""
+    from safetensors import safe_open
+
+    for state in (out / "chunks").glob("*/state.safetensors"):
+        try:
+            with safe_open(str(state), framework="pt") as f:
+                next_step = int((f.metadata() or {})["next_step"])
+        except Exception:
+            continue
+        if 0 < next_step < steps:
+            return state
+    return None

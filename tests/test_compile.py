@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import generate_args, run
+from conftest import generate_args, mid_chunk_state, run
 from safetensors import safe_open
 
 from engine import compiler
@@ -397,7 +397,7 @@ def test_kill_9_mid_compiled_chunk_then_resume_matches_uninterrupted(
                              cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
         deadline = time.monotonic() + 180
         while p.poll() is None and time.monotonic() < deadline:
-            if _mid_chunk(out, int(steps)):
+            if mid_chunk_state(out, int(steps)) is not None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
                 killed = True
@@ -413,15 +413,3 @@ def test_kill_9_mid_compiled_chunk_then_resume_matches_uninterrupted(
     assert "starts over" not in resumed.stderr
     for i in range(3):
         np.testing.assert_array_equal(frames(out, i), frames(reference, i))
-
-
-def _mid_chunk(out: Path, steps: int) -> bool:
-    for state in (out / "chunks").glob("*/state.safetensors"):
-        try:
-            with safe_open(str(state), framework="pt") as f:
-                next_step = int((f.metadata() or {})["next_step"])
-        except Exception:
-            continue
-        if 0 < next_step < steps:
-            return True
-    return False

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_STEPS, SAMPLE_FPS, SAMPLE_FRAMES, generate_args, run
-from safetensors import safe_open
+from conftest import (
+    REFERENCE_STEPS,
+    SAMPLE_FPS,
+    SAMPLE_FRAMES,
+    generate_args,
+    mid_chunk_state,
+    run,
+)
 
 from engine.media import load_frames, video_info
 
@@ -64,18 +70,6 @@ def test_changed_seed_in_same_out_dir_is_refused(reference_run: Path, tiny_ckpt:
     assert "Traceback" not in proc.stderr
 
 
-def _mid_chunk_state(out: Path, steps: int) -> Path | None:
-    for state in (out / "chunks").glob("*/state.safetensors"):
-        try:
-            with safe_open(str(state), framework="pt") as f:
-                next_step = int((f.metadata() or {})["next_step"])
-        except Exception:
-            continue
-        if 0 < next_step < steps:
-            return state
-    return None
-
-
 @pytest.mark.slow
 def test_kill_9_mid_chunk_then_resume_matches_uninterrupted(
         reference_run: Path, tiny_ckpt: Path, sample_dir: Path, tmp_path: Path) -> None:
@@ -91,7 +85,7 @@ def test_kill_9_mid_chunk_then_resume_matches_uninterrupted(
         # Wait for some chunk beyond the anchor to be part-way through its steps.
         while proc.poll() is None and time.monotonic() < deadline:
             if (out / "chunks" / "000" / "done.json").exists():
-                state = _mid_chunk_state(out, steps)
+                state = mid_chunk_state(out, steps)
                 if state is not None:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
