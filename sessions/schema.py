@@ -105,7 +105,18 @@ def _v4(db: Database) -> None:
     db.execute("DROP TABLE IF EXISTS commands")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: Database) -> None:
+    """Preview sessions and the session-end callback: ``kind`` is 'full' or 'preview';
+    ``from_preview`` names the preview a full session was made from; ``on_done`` is the
+    user's command, and ``on_done_claimed_at`` when a worker took it (it runs once)."""
+    sessions = table(db, "sessions")
+    sessions.add_column("kind", str, not_null_default="full")
+    sessions.add_column("from_preview", int)
+    sessions.add_column("on_done", str)
+    sessions.add_column("on_done_claimed_at", float)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

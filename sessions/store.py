@@ -39,6 +39,7 @@ from .states import STATES, IllegalMove, check_chunk_move, check_move
 
 DESIRED = ("run", "pause", "stop")
 ROLES = ("anchor", "base", "cond")
+SESSION_KINDS = ("full", "preview")
 CHUNK_STATUSES = ("pending", "ready", "running", "done", "failed", "stale")
 # A worker whose heartbeat is older than this is lost (its chunk goes back to ready).
 WORKER_TIMEOUT_S = float(os.environ.get("POSEGEN_WORKER_TIMEOUT_S", "30"))
@@ -341,7 +342,11 @@ class Store:
                        steps: int, cfg: float, share_steps: str | Sequence[int],
                        share_blocks: str | Sequence[int], anchor: int,
                        budget: str | None, ckpt: str, device: str, gpus: str | Sequence[Any],
-                       workspace: str | Path | None = None, name: str | None = None) -> int:
+                       workspace: str | Path | None = None, name: str | None = None,
+                       kind: str = "full", from_preview: int | None = None,
+                       on_done: str | None = None) -> int:
+        if kind not in SESSION_KINDS:
+            raise StoreError(f"session kind {kind!r}: expected one of {SESSION_KINDS}")
         if name is not None:
             _check_printable("session name", name)
         now = time.time()
@@ -362,7 +367,8 @@ class Store:
                 "gpus": _text(gpus, ","),
                 "workspace": None if workspace is None else str(workspace),
                 "state": "created", "desired": "run", "error": None, "created_at": now,
-                "updated_at": now, "archived": 0})
+                "updated_at": now, "archived": 0, "kind": kind,
+                "from_preview": from_preview, "on_done": on_done})
             return last_rowid(inserted)
 
     def _session(self, session_id: int) -> dict:

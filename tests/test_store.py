@@ -369,6 +369,9 @@ def test_migration_from_v1_keeps_rows(db: Path) -> None:
         session = s.get_session(1)
         assert (session["state"], session["settings"], session["name"]) == (
             "paused", {"steps": 4}, None)
+        # v5: an old session is a full one, from no preview, with no callback
+        assert (session["kind"], session["from_preview"], session["on_done"],
+                session["on_done_claimed_at"]) == ("full", None, None, None)
         chunk = s.chunks(1)[0]
         assert (chunk["status"], chunk["attempts"], chunk["seed"]) == ("done", 0, None)
         assert [e["message"] for e in s.events(1)] == ["old"]
