@@ -85,6 +85,9 @@ class NewSession:
     budget: str = "none"
     gpus: str = ""
     name: str | None = None
+    kind: str = "full"  # "preview": a cheap look at the whole plan (see `preview_settings`)
+    from_preview: int | None = None  # the preview session this full one was chosen from
+    on_done: str | None = None  # a shell command run once when the session ends
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ def create_session(store: Store, new: NewSession) -> CreatedSession:
         share_steps=" ".join(map(str, s.share_steps)),
         share_blocks=" ".join(map(str, s.share_blocks)), anchor=s.anchor,
         budget=new.budget, ckpt=str(ckpt), device=new.device,
-        gpus=new.gpus or ("cpu" if new.device == "cpu" else ""), workspace="", name=new.name)
+        gpus=new.gpus or ("cpu" if new.device == "cpu" else ""), workspace="", name=new.name,
+        kind=new.kind, from_preview=new.from_preview, on_done=new.on_done)
     # Resolved: a `sessions` folder linked to a shared mount is stored as the mount's
     # path, which the nodes of a Ray cluster see (docs/cluster.md).
     workspace, aside = fresh_workspace(sid)
