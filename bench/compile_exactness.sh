@@ -13,8 +13,7 @@ W=${WORK:-/tmp/compile_exactness}
 mkdir -p "$OUT"
 rm -rf "$W" && mkdir -p "$W"
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl >"$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 1; }
+  bash bench/wheels.sh install "$OUT/pip.log" || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

@@ -198,12 +198,14 @@ class Bench:
 
     # -- one step ---------------------------------------------------------------------------
     def step(self, model: PoseGenDiT, inputs: ChunkInputs, hook=None, step: int = 0,
-             state: Path | None = None) -> dict[str, Any]:
-        """One CFG sampling step through the engine's sampler, at step index ``step``."""
+             state: Path | None = None, n: int = 1) -> dict[str, Any]:
+        """``n`` CFG sampling steps through the engine's sampler from step index ``step``;
+        ``seconds`` is the first step's, ``wall`` includes the sampler's return (an anchor
+        hook's last cache writes and step saves, which it drains before returning)."""
         done: list[float] = []
         steps = 25
 
-        def on_step(n: int, total: int, seconds: float) -> None:
+        def on_step(k: int, total: int, seconds: float) -> None:
             done.append(seconds)
 
         state = state or self.work / "state.safetensors"  # its write syncs, like the engine's
@@ -218,10 +220,12 @@ class Bench:
             save_state(state, {}, step, initial_noise(0, shape))
         sample(model, inputs, seed=0, steps=steps, cfg_scale=5.0, shift=5.0,
                device=self.device, hook=hook, state_path=state, state_key={},
-               on_step=on_step, should_stop=lambda: bool(done))
+               on_step=on_step, should_stop=lambda: len(done) >= n)
         self.sync()
         out = {"seconds": done[0], "wall": now() - t, "peak_bytes": self.peak()}
-        saved = load_state(state, {})  # the latents after the step, float32
+        if n > 1:
+            out["step_seconds"] = done
+        saved = load_state(state, {})  # the latents after the steps, float32
         self.last_latents = saved[1] if saved is not None else None
         return out
 
@@ -252,17 +256,29 @@ class Bench:
         self.log(f"bare{suffix} step {res['bare' + suffix]['seconds']:.2f} s")
         self.save()
 
+        # The anchor as a chunk runs it: its share steps, then one that shares nothing (its
+        # cache writes drain behind that step's compute), to the sampler's return, when
+        # every cache file and step save is on disk. A one-step figure would hide the
+        # writes or, waiting for them, count what the next step hides.
         cache = AnchorCache(self.work / f"anchor{suffix}")
         cache.start({"bench": True})
         rec = AnchorRecorder(cache, self.share, keyword, grid)
-        anchor = res["anchor" + suffix] = self.step(model, inputs, rec, state=state)
-        written = cache.writer.bytes_written
-        maps = cache.maps_path(0).stat().st_size
-        anchor.update(cache_bytes_step=written + maps, input_bytes_step=written)
-        # the second share step writes the same amount: write it for real (base reads step 0)
+        share_steps = self.share.steps[1] - self.share.steps[0]
+        n = share_steps + 1
+        anchor = res["anchor" + suffix] = self.step(model, inputs, rec, state=state, n=n)
         cache.finish()
-        self.log(f"anchor{suffix} step {anchor['seconds']:.2f} s, wrote "
-                 f"{(written + maps) / GiB:.2f} GiB")
+        written = cache.writer.bytes_written / share_steps
+        maps = cache.maps_path(0).stat().st_size
+        bare = res["bare" + suffix]["seconds"]
+        extra = (anchor["wall"] - n * bare) / share_steps
+        anchor.update(cache_bytes_step=written + maps, input_bytes_step=written,
+                      steps_run=n, share_steps_run=share_steps,
+                      seconds_per_step_with_writes=anchor["wall"] / n,
+                      extra_seconds_per_share_step=extra,
+                      share_step_vs_bare=(bare + extra) / bare)
+        self.log(f"anchor{suffix}: {n} steps {anchor['step_seconds']} in {anchor['wall']:.2f} s "
+                 f"with every write on disk; {extra:+.2f} s per share step over bare; wrote "
+                 f"{(written + maps) / GiB:.2f} GiB per share step")
         self.save()
 
         sharer = BaseSharer(cache, self.share, keyword, grid, self.device)
@@ -722,8 +738,12 @@ class ReleaseBaseStep:
     def end_forward(self) -> None:
         self._own_maps, self._anchor_maps = [], []
 
-    def end_step(self) -> None:
+    def end_step(self, save, latents: torch.Tensor) -> None:
         self._fg = {}
+        save(latents)
+
+    def drain(self) -> None:
+        pass
 
 
 def numerics(eager: dict[str, torch.Tensor | None], compiled: dict[str, torch.Tensor | None]
@@ -790,6 +810,15 @@ def table(r: dict[str, Any]) -> str:
         if "seconds" in e:
             pk = f"{e['peak_bytes'] / GiB:.1f}" if e.get("peak_bytes") else "-"
             lines.append(f"| {name} | {e['seconds']:.3f} | {e['seconds'] / bare:.3f}x | {pk} |")
+    for suffix in ("", "_compiled"):
+        a, b = st.get("anchor" + suffix, {}), st.get("bare" + suffix, {})
+        if "extra_seconds_per_share_step" in a:
+            lines.append(f"| anchor{suffix} as in a chunk: {a['steps_run']} steps "
+                         f"({a['share_steps_run']} sharing) to every write on disk, "
+                         f"{a['wall']:.2f} s | {a['seconds_per_step_with_writes']:.3f} | "
+                         f"share step {a['share_step_vs_bare']:.3f}x "
+                         f"({a['extra_seconds_per_share_step']:+.2f} s over "
+                         f"{b.get('seconds', 0):.2f}) | |")
     comp = r.get("compile", {})
     if "skipped" in comp:
         lines += ["", f"compiled rows: skipped ({comp['skipped']})"]

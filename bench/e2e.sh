@@ -39,8 +39,7 @@ stamp() { echo "$(date +%T) [$LABEL] $*" | tee -a "$OUT/e2e-log.txt"; }
 
 install() {
   stamp "install wheels"
-  [ "${SKIP_INSTALL:-0}" = 1 ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl >"$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 1; }
+  [ "${SKIP_INSTALL:-0}" = 1 ] || bash bench/wheels.sh install "$OUT/pip.log" || exit 1
   { nvidia-smi; free -g; df -h /tmp; nproc; } >"$OUT/machine.txt" 2>&1
 }
 

@@ -36,8 +36,7 @@ say() { echo "[gpu_smoke +$(elapsed)s] $*" | tee -a "$LOG"; }
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   say "installing carried wheels: $(ls .whl/*.whl | xargs -n1 basename | tr '\n' ' ')"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 || { say "pip install failed"; tail -20 "$LOG"; exit 1; }
+  bash bench/wheels.sh install "$OUT/pip.log" || { say "pip install failed"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

@@ -9,8 +9,7 @@ GPUS_A=${GPUS_A:-0}
 GPUS_B=${GPUS_B:-0,1}
 WORK=${WORK:-/tmp/two_workers}
 mkdir -p "$OUT" && rm -rf "$WORK" && mkdir -p "$WORK"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl .whl2/*.whl >"$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 1; }
+bash bench/wheels.sh install "$OUT/pip.log" || exit 1  # the store's wheels are in .whl/ now
 export PYTHONPATH=/tmp/site:$PWD
 python3 -m engine.cli ckpt make-tiny "$WORK/tiny" >"$OUT/setup.log" 2>&1 || { tail "$OUT/setup.log"; exit 1; }
 python3 -m engine.cli sample-inputs "$WORK/inp" --frames 300 --height 256 --width 128 >>"$OUT/setup.log" 2>&1 || { tail "$OUT/setup.log"; exit 1; }

@@ -2,9 +2,10 @@
 
 Writing (anchor chunk): the tensor is copied to pinned host memory on a side CUDA
 stream, and a background thread writes the file once that copy is done; the
-compute stream never waits for the disk. `flush()` waits for every pending write
-(the sampler calls it before it records a step as finished, so a resumed anchor
-never skips a step whose cache files were lost).
+compute stream never waits for the disk. The sampler hands the step's latents to
+`after()`: the thread saves them only once that step's cache files are written, so
+a resumed anchor never skips a step whose cache files were lost, and the next
+step computes while the disk catches up. `flush()` waits for everything pending.
 
 Reading (base chunks): at the start of a forward that shares, a background thread
 reads that forward's files, in block order, into pinned host memory. The share
@@ -27,20 +28,35 @@ import torch
 
 from engine.tensor_file import read_tensor, write_tensor_file
 
-Write = tuple[Path, str, torch.Tensor, "torch.cuda.Event | None"]
+Action = Callable[[torch.Tensor], None]
+Item = tuple[Action, torch.Tensor, "torch.cuda.Event | None"]
 
 
 class AsyncTensorWriter:
     """Writes tensors to files from a background thread, in submission order."""
 
     def __init__(self, max_pending: int = 8) -> None:
-        self._queue: queue.Queue[Write | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[Item | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._streams: dict[torch.device, torch.cuda.Stream] = {}
         self.bytes_written = 0
 
     def submit(self, path: Path, name: str, tensor: torch.Tensor) -> None:
+        """Write ``tensor`` to ``path`` (as ``name``) after everything submitted before."""
+
+        def write(host: torch.Tensor) -> None:
+            write_tensor_file(path, {name: host})
+            self.bytes_written += host.numel() * host.element_size()
+
+        self._enqueue(write, tensor)
+
+    def after(self, action: Action, tensor: torch.Tensor) -> None:
+        """Call ``action`` with a host copy of ``tensor`` once everything submitted before
+        is written; never if one of those writes failed (``flush`` raises that error)."""
+        self._enqueue(action, tensor)
+
+    def _enqueue(self, action: Action, tensor: torch.Tensor) -> None:
         self._raise_pending()
         event = None
         t = tensor.detach()
@@ -59,7 +75,7 @@ class AsyncTensorWriter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
             self._thread.start()
-        self._queue.put((path, name, t, event))
+        self._queue.put((action, t, event))
 
     def flush(self) -> None:
         """Wait until every submitted tensor is on disk; re-raise a write error."""
@@ -90,12 +106,11 @@ class AsyncTensorWriter:
             try:
                 if item is None:
                     return
-                path, name, t, event = item
+                action, t, event = item
                 if self._error is None:  # after a failure, drop the rest: flush() raises
                     if event is not None:
                         event.synchronize()
-                    write_tensor_file(path, {name: t})
-                    self.bytes_written += t.numel() * t.element_size()
+                    action(t)
             except BaseException as e:  # noqa: BLE001 - handed to the compute thread
                 self._error = e
             finally:

@@ -32,10 +32,12 @@ from engine.kv_cache import AnchorCache, describe_changes
 from engine.kv_share import AnchorRecorder, BaseSharer
 from engine.media import (
     MediaError,
+    center_crop,
     center_crop_resize,
     load_frames,
     read_image,
     read_video,
+    resize_uint8,
     save_frames,
     to_uint8_frames,
     write_mp4,
@@ -51,6 +53,7 @@ from engine.settings import (  # noqa: F401  (re-exported)
     JobInputs,
     JobSettings,
 )
+from engine.stability import background_motion
 from engine.workspace import Workspace
 
 # Part of every run's fingerprint: outputs made under other arithmetic rules (before the
@@ -297,8 +300,10 @@ class Job:
             frames = self._decode(latents)
         with clock.phase("writing"):
             self._write(i, chunk.role, frames)
+            motion = self._background_motion(i, frames)
         result = self._chunk_result(i, chunk.role, seed, time.perf_counter() - t_start,
                                     clock, hook, step_times)
+        result.extra["background_motion"] = motion
         self._finish(result, step_times)
         return result
 
@@ -352,6 +357,16 @@ class Job:
         write_mp4(ws.preview(i), frames, self._fps)
         if role == "anchor":
             self.anchor_cache.finish()
+
+    def _background_motion(self, i: int, frames: np.ndarray) -> float | None:
+        """The chunk's background change per frame (engine/stability.py), against its
+        pose frames cropped and resized as the DiT saw them."""
+        pose_clip, _ = self._driving_clips()
+        h, w = self.settings.height, self.settings.width
+        pose = center_crop(pose_clip[self._require_plan().condition_indices(i)], h, w)
+        pose = resize_uint8(torch.from_numpy(np.ascontiguousarray(pose)).permute(0, 3, 1, 2),
+                            h, w).permute(0, 2, 3, 1).numpy()
+        return background_motion(frames, pose)
 
     def _chunk_result(self, i: int, role: str, seed: int, seconds: float, clock: PhaseClock,
                       hook: AnchorRecorder | BaseSharer | None, step_times: list[float]

@@ -17,6 +17,7 @@ message that names what changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ class AnchorCache:
     def save_input(self, step: int, block: int, cfg_pass: str, x: torch.Tensor) -> None:
         """Queue the anchor's self-attention input for writing (see ``flush``)."""
         self.writer.submit(self.input_path(step, block, cfg_pass), INPUT, x)
+
+    def after_writes(self, action: Callable[[torch.Tensor], None], tensor: torch.Tensor
+                     ) -> None:
+        """Call ``action`` with a host copy of ``tensor`` once every tensor queued so far
+        is on disk (from the writer's thread; see ``AsyncTensorWriter.after``)."""
+        self.writer.after(action, tensor)
 
     def flush(self) -> None:
         """Wait until every queued tensor is on disk."""

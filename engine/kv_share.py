@@ -22,6 +22,7 @@ from engine.settings import ShareSettings  # noqa: F401  (re-exported)
 
 POSITIVE, NEGATIVE = "pos", "neg"
 KVProjection = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+SaveStep = Callable[[torch.Tensor], None]
 
 
 class _StepHook:
@@ -38,8 +39,12 @@ class _StepHook:
     def begin(self, step: int, cfg_pass: str) -> None:
         self.step, self.cfg_pass = step, cfg_pass
 
-    def end_step(self) -> None:
-        """Called by the sampler after both passes, before it saves the step."""
+    def end_step(self, save: SaveStep, latents: torch.Tensor) -> None:
+        """The sampler's step is final: ``save`` its latents (at once here)."""
+        save(latents)
+
+    def drain(self) -> None:
+        """Called by the sampler when it stops: every step handed over is saved."""
 
     @property
     def sharing(self) -> bool:
@@ -67,7 +72,12 @@ class AnchorRecorder(_StepHook):
             self.cache.save_input(self.step, block, self.cfg_pass, x)
         return None
 
-    def end_step(self) -> None:
+    def end_step(self, save: SaveStep, latents: torch.Tensor) -> None:
+        # Saved once this step's cache files are on disk, while the next step computes:
+        # a resumed anchor never starts past a step whose cache is incomplete.
+        self.cache.after_writes(save, latents)
+
+    def drain(self) -> None:
         self.cache.flush()
 
     def keyword_map(self, block: int, q_video: torch.Tensor, k_text: torch.Tensor) -> None:

@@ -109,27 +109,40 @@ def sample(dit: PoseGenDiT, inputs: ChunkInputs, *, seed: int, steps: int, cfg_s
     # Cast once, on the device: no host copy inside the step loop.
     timesteps = scheduler.timesteps.to(device=device, dtype=dtype)
     guided = cfg_scale != 1.0
-    for step in range(start, steps):
-        if should_stop is not None and should_stop():
-            return None
-        t0 = time.perf_counter()
-        timestep = timesteps[step].reshape(1)
-        with torch.no_grad():
-            if hook is not None:
-                hook.begin(step, POSITIVE)
-            flow = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_pos,
-                       timestep, hook).to(dtype)
-            if guided:
+    try:
+        for step in range(start, steps):
+            if should_stop is not None and should_stop():
+                return None
+            t0 = time.perf_counter()
+            timestep = timesteps[step].reshape(1)
+            with torch.no_grad():
                 if hook is not None:
-                    hook.begin(step, NEGATIVE)
-                neg = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_neg,
-                          timestep, hook).to(dtype)
-                flow = neg + cfg_scale * (flow - neg)
-            latents = scheduler.step(flow, scheduler.timesteps[step], latents)
+                    hook.begin(step, POSITIVE)
+                flow = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_pos,
+                           timestep, hook).to(dtype)
+                if guided:
+                    if hook is not None:
+                        hook.begin(step, NEGATIVE)
+                    neg = dit(latents, inputs.cond, inputs.hand, inputs.ref, inputs.context_neg,
+                              timestep, hook).to(dtype)
+                    flow = neg + cfg_scale * (flow - neg)
+                latents = scheduler.step(flow, scheduler.timesteps[step], latents)
+            save = _saver(state_path, key, step + 1)
+            if hook is not None:
+                hook.end_step(save, latents)  # the anchor saves once its cache is on disk
+            else:
+                save(latents)
+            if on_step is not None:
+                on_step(step + 1, steps, time.perf_counter() - t0)
+    finally:
         if hook is not None:
-            hook.end_step()  # the anchor's cache files for this step are on disk
-        if state_path is not None:
-            save_state(state_path, key, step + 1, latents)
-        if on_step is not None:
-            on_step(step + 1, steps, time.perf_counter() - t0)
+            hook.drain()  # every step handed to the hook is saved before this returns
     return latents
+
+
+def _saver(path: Path | None, key: dict[str, Any], next_step: int
+           ) -> Callable[[torch.Tensor], None]:
+    """Saves the state after a step (nothing without a state file)."""
+    if path is None:
+        return lambda latents: None
+    return lambda latents: save_state(path, key, next_step, latents)

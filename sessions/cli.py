@@ -76,13 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("session", help="sessions of a project")
     ssub = s.add_subparsers(dest="session_command", required=True)
     n = ssub.add_parser("new", help="create a session (a generation run) of a project")
-    n.add_argument("project")
+    n.add_argument("project", nargs="?", help="name or id (not with --from-preview)")
     n.add_argument("--name")
     n.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
     n.add_argument("--gpus", help="GPU indices for its workers, e.g. 0,1 (default: --device)")
     n.add_argument("--json", action="store_true")
+    pv = n.add_argument_group(
+        "preview", "look at the whole video cheaply before the long run, then choose the "
+        "anchor from it (docs/sessions.md#preview-sessions)")
+    pv.add_argument("--preview", action="store_true",
+                    help="a preview session of these settings: the same chunk plan at half "
+                         "the size and 10 steps")
+    pv.add_argument("--preview-size", type=size_arg, metavar="HxW",
+                    help="the preview's size instead of half (multiples of 16)")
+    pv.add_argument("--preview-steps", type=int, metavar="N",
+                    help="the preview's sampling steps instead of 10")
+    pv.add_argument("--from-preview", type=row_id, metavar="SESSION",
+                    help="the full session of preview SESSION (its settings and plan), "
+                         "with the anchor chunk chosen by --anchor K")
     add_generation_options(n, with_inputs=False)
-    n.set_defaults(func=cmd_session_new, share_steps=None, share_blocks=None)
+    n.set_defaults(func=cmd_session_new, share_steps=None, share_blocks=None, anchor=None)
     d = ssub.add_parser("delete", help="delete a session's rows (its folder is kept)")
     d.add_argument("session", type=row_id)
     d.set_defaults(func=cmd_delete, kind="session")
@@ -205,26 +218,89 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """HxW, e.g. 640x352 (height first, as --height/--width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as HxW, e.g. 640x352 "
+                                          "(height x width)") from None
+    return h, w
+
+
+def _given_settings(args: argparse.Namespace) -> list[str]:
+    """The generation options given other than --anchor and the hardware ones."""
+    from engine.cli_options import add_generation_options
+
+    ref = argparse.ArgumentParser()
+    add_generation_options(ref, with_inputs=False)
+    defaults = vars(ref.parse_args([]))
+    hardware = {"device", "budget", "anchor"}
+    flags = {a.dest: a.option_strings[-1] for a in ref._actions if a.option_strings}
+    return [flags[k] for k, v in defaults.items()
+            if k not in hardware and getattr(args, k, v) not in (v, None)]
+
+
 def cmd_session_new(args: argparse.Namespace) -> int:
-    from engine.cli_options import settings_from_args
-    from sessions.commands import NewSession, create_session
+    from engine.cli_options import DEFAULTS, settings_from_args
+    from sessions.commands import NewSession, create_session, from_preview, preview_of
 
     store = _store()
-    project = store.get_project(args.project)
-    steps, blocks = FRAMINGS[project.get("framing") or DEFAULT_FRAMING]
-    args.share_steps = args.share_steps or steps
-    args.share_blocks = args.share_blocks or blocks
-    created = create_session(store, NewSession(
-        project["id"], settings_from_args(args), ckpt=args.ckpt, device=args.device,
-        budget=args.budget, gpus=args.gpus or "", name=args.name))
+    if args.from_preview is not None:
+        if args.project is not None or args.preview:
+            raise StoreError("--from-preview takes the project and settings from the preview; "
+                             "drop the project name and --preview")
+        given = _given_settings(args)
+        if given:
+            raise StoreError(f"{', '.join(given)}: with --from-preview the settings are the "
+                             "preview's full-run ones (its plan must not change); make a new "
+                             "preview with these settings instead")
+        new = from_preview(store, args.from_preview, anchor=args.anchor, name=args.name,
+                           ckpt=args.ckpt, gpus=args.gpus,
+                           device=None if args.device == "cpu" else args.device,
+                           budget=None if args.budget == "none" else args.budget)
+    else:
+        if args.project is None:
+            raise StoreError("which project? `posegen session new PROJECT` (`posegen status` "
+                             "lists projects), or --from-preview SESSION")
+        if (args.preview_size or args.preview_steps) and not args.preview:
+            raise StoreError("--preview-size/--preview-steps set a preview's size and steps; "
+                             "add --preview")
+        project = store.get_project(args.project)
+        steps, blocks = FRAMINGS[project.get("framing") or DEFAULT_FRAMING]
+        args.share_steps = args.share_steps or steps
+        args.share_blocks = args.share_blocks or blocks
+        args.anchor = DEFAULTS.anchor if args.anchor is None else args.anchor
+        new = NewSession(project["id"], settings_from_args(args), ckpt=args.ckpt,
+                         device=args.device, budget=args.budget, gpus=args.gpus or "",
+                         name=args.name)
+        if args.preview:
+            new = preview_of(new, args.preview_size, args.preview_steps)
+    created = create_session(store, new)
     if created.moved_aside is not None:
         print(f"note: the new session's folder held files of an earlier, deleted session; "
               f"moved them to {created.moved_aside}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"id": created.id, "chunks": created.chunks}))
+        print(json.dumps({"id": created.id, "chunks": created.chunks, "kind": new.kind}))
     else:
         print(created.message())
+        if new.kind == "preview":
+            print(preview_cost_line(new, created.id))
     return 0
+
+
+def preview_cost_line(new, session_id: int) -> str:
+    """What a preview is and costs, said when it is made."""
+    from engine.preview import MEASURED, token_ratio
+
+    p, f = new.settings, new.full
+    line = (f"preview: {p.height}x{p.width} ({token_ratio(p, f):.2f} of the full run's "
+            f"tokens), {p.steps} steps of {f.steps}, -s {p.share_steps[0]} "
+            f"{p.share_steps[1]}")
+    if MEASURED:
+        line += f"; {MEASURED}"
+    return (line + ". When it is done, choose the anchor in posegen-tui, or: posegen session "
+            f"new --from-preview {session_id} --anchor K")
 
 
 # -- process control -------------------------------------------------------------
@@ -345,14 +421,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not rows:
             print("no sessions yet: posegen init PROJECT ... then posegen session new PROJECT")
         for s in rows:
+            kind = " (preview)" if s.get("kind") == "preview" else ""
             print(f"{s['id']:>4}  {s['project_name']:<20} {s['state']:<12} "
-                  f"{s['chunks_done']}/{s['chunks_total']} chunks")
+                  f"{s['chunks_done']}/{s['chunks_total']} chunks{kind}")
         return 0
     snap = snapshot(store, args.session)
     if args.json:
         print(json.dumps(snap, default=str))
         return 0
-    print(f"session {snap['id']} ({snap['project']}): {snap['state']}   "
+    kind = " preview" if snap["kind"] == "preview" else ""
+    origin = f", from preview {snap['from_preview']}" if snap["from_preview"] else ""
+    print(f"session {snap['id']}{kind} ({snap['project']}{origin}): {snap['state']}   "
           f"ETA {format_seconds(snap['eta_seconds'])}")
     for c in snap["chunks"]:
         bar = f"{c['step']}/{c['steps']}"

@@ -15,7 +15,7 @@ frames, describing an image, rendering clips) runs in a child process through
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,15 @@ from engine.checkpoint.layout import (
 )
 from engine.chunk_plan import ChunkPlan, make_plan
 from engine.errors import JobError
+from engine.preview import preview_settings
 from engine.prompt import clean_prompt, find_keyword
-from engine.settings import JobSettings, parse_budget, parse_device, settings_to_json
+from engine.settings import (
+    JobSettings,
+    parse_budget,
+    parse_device,
+    settings_from_json,
+    settings_to_json,
+)
 from engine.video_meta import video_info
 from engine.workspace import Workspace
 from sessions.paths import fresh_workspace
@@ -88,6 +95,7 @@ class NewSession:
     kind: str = "full"  # "preview": a cheap look at the whole plan (see `preview_settings`)
     from_preview: int | None = None  # the preview session this full one was chosen from
     on_done: str | None = None  # a shell command run once when the session ends
+    full: JobSettings | None = None  # a preview's full-run settings (`from_preview` reads)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ def _checked_plan(project: dict[str, Any], new: NewSession, checkpoint: bool = T
     the DiT's config, the pose clip's frames from its container.
     """
     problems = new.settings.problems()
+    if new.full is not None:  # a preview: its full run must be possible too
+        problems += [f"the full run: {p}" for p in new.full.problems()
+                     if p not in problems]
     for check in (lambda: parse_device(new.device), lambda: parse_budget(new.budget)):
         try:
             check()
@@ -162,7 +173,8 @@ def create_session(store: Store, new: NewSession) -> CreatedSession:
     s = new.settings
     ckpt = resolve_checkpoint_dir(new.ckpt).resolve()
     sid = store.create_session(
-        project["id"], settings={**settings_to_json(s), "planned_chunks": plan.num_chunks},
+        project["id"], settings={**settings_to_json(s), "planned_chunks": plan.num_chunks,
+                                 **({"full": settings_to_json(new.full)} if new.full else {})},
         seed=s.seed, steps=s.steps, cfg=s.cfg_scale,
         share_steps=" ".join(map(str, s.share_steps)),
         share_blocks=" ".join(map(str, s.share_blocks)), anchor=s.anchor,
@@ -174,6 +186,37 @@ def create_session(store: Store, new: NewSession) -> CreatedSession:
     workspace, aside = fresh_workspace(sid)
     store.set_workspace(sid, str(workspace.resolve()))
     return CreatedSession(sid, project["name"], plan.num_chunks, s.frames, aside)
+
+
+def preview_of(new: NewSession, size: tuple[int, int] | None = None,
+               steps: int | None = None) -> NewSession:
+    """The preview session of the full session ``new`` (engine/preview.py): the same plan
+    at a smaller size and fewer steps; it keeps ``new``'s settings for `from_preview`."""
+    return replace(new, settings=preview_settings(new.settings, size, steps), kind="preview",
+                   full=new.settings, from_preview=None)
+
+
+def from_preview(store: Store, preview_id: int, anchor: int | None = None,
+                 **hardware: Any) -> NewSession:
+    """The full session a preview was made for, with its anchor chunk ``anchor`` (default:
+    the preview's). ``hardware`` may set name, device, budget, gpus, ckpt and on_done;
+    the settings are the preview's full-run ones, so the chunk plan is the preview's."""
+    p = store.get_session(preview_id)
+    if p.get("kind") != "preview" or "full" not in p["settings"]:
+        raise StoreError(f"session {preview_id} is not a preview; make one with "
+                         "`posegen session new PROJECT --preview`")
+    full = settings_from_json(p["settings"]["full"])
+    if anchor is not None:
+        full = replace(full, anchor=anchor)
+    given = {k: v for k, v in hardware.items() if v is not None}
+    unknown = set(given) - {"name", "device", "budget", "gpus", "ckpt", "on_done"}
+    if unknown:
+        raise TypeError(f"from_preview: unknown {sorted(unknown)}")
+    return NewSession(project=p["project_id"], settings=full,
+                      ckpt=given.get("ckpt", p["ckpt"]), device=given.get("device", p["device"]),
+                      budget=given.get("budget", p["budget"] or "none"),
+                      gpus=given.get("gpus", p["gpus"] or ""), name=given.get("name"),
+                      from_preview=preview_id, on_done=given.get("on_done"))
 
 
 class SessionSettingsError(JobError):

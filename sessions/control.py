@@ -438,6 +438,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
     phases = running_phases(store, session_id, chunks)
     return {
         "id": session_id, "name": session.get("name"), "project": project["name"],
+        "kind": session.get("kind", "full"), "from_preview": session.get("from_preview"),
+        "anchor": session.get("anchor"), "settings": session["settings"],
         "state": effective_state(store, session_id), "desired": session["desired"],
         "error": session.get("error"), "workspace": session["workspace"],
         "video": str(video) if video.exists() else None, "eta_seconds": eta,

@@ -290,7 +290,7 @@ def record_anchor(model: PoseGenDiT, root: Path, share: ShareSettings, steps: in
             out = forward(model, x, cfg_pass, hook)
             # recording never changes the anchor's own result
             assert torch.equal(out, forward(model, x, cfg_pass))
-        hook.end_step()
+        hook.end_step(lambda latents: None, torch.zeros(1))
     cache.finish()
     cache.anchor_kv = hook.kv  # what the tests compare the base's recomputed K/V with
     return cache, settings

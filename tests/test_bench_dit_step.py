@@ -32,6 +32,12 @@ def test_dit_step_bench_runs_at_tiny_size(tmp_path: Path) -> None:
     one = n_tokens * r["model"]["config"]["dim"] * 4  # float32 on the CPU
     assert steps["anchor"]["input_bytes_step"] == (b1 - b0) * 2 * one
     assert steps["base"]["bytes_read"] == steps["anchor"]["input_bytes_step"]
+    # the anchor ran as in a chunk: its share steps and one more, to every write on disk
+    a = steps["anchor"]
+    s0, s1 = steps["share"]["steps"]
+    assert a["share_steps_run"] == s1 - s0
+    assert len(a["step_seconds"]) == a["steps_run"] == s1 - s0 + 1
+    assert a["wall"] >= sum(a["step_seconds"])
     # the release formulation ran every part it is timed by
     assert set(steps["release_base"]["parts"]) == {"torch_load", "mask_build_cpu",
                                                    "mask_copy", "masked_attention"}
@@ -42,6 +48,7 @@ def test_dit_step_bench_runs_at_tiny_size(tmp_path: Path) -> None:
     assert "CUDA" in r["budgets"]["skipped"]
     table = proc.stdout[proc.stdout.index("## dit_step"):]
     assert "| base |" in table and "| release_base |" in table and "anchor cache" in table
+    assert "anchor as in a chunk" in table
 
 
 @pytest.mark.slow  # compiles the tiny DiT's blocks twice (two processes): ~45 s

@@ -118,3 +118,109 @@ def test_cuda_round_trip(tmp_path: Path) -> None:
     p = BlockPrefetcher("cuda")
     p.start([0], lambda b: tmp_path / "x.safetensors", "x")
     assert torch.equal(p.get(0), x)
+
+
+def test_after_runs_behind_earlier_writes_with_a_host_copy(tmp_path: Path) -> None:
+    w = AsyncTensorWriter()
+    seen: list[tuple[bool, torch.Tensor]] = []
+    w.submit(tmp_path / "a.safetensors", "x", torch.ones(8))
+    t = torch.full((3,), 7.0)
+    w.after(lambda host: seen.append(((tmp_path / "a.safetensors").exists(), host)), t)
+    t.fill_(0.0)  # the caller's tensor may change at once: the action got a copy
+    w.flush()
+    assert len(seen) == 1 and seen[0][0] and torch.equal(seen[0][1], torch.full((3,), 7.0))
+    w.close()
+
+
+# -- the sampler saves an anchor step only once that step's cache is on disk -----------
+
+class _SharingStandIn(torch.nn.Module):
+    """A stand-in DiT that offers the hook one share block's attention input per pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embedding = torch.nn.Conv3d(36, 4, 1)
+
+    def forward(self, latents, cond, hand, ref, context, timestep, hook=None):
+        x = latents.reshape(1, -1, 4)
+        for block in range(4):
+            hook.self_attention(block, x, x, x, x.shape[1], x, lambda t: (t, t))
+        hook.end_forward()
+        return latents * 0.5 + context.mean()
+
+
+def _stand_in_inputs():
+    from engine.sampler import ChunkInputs
+
+    shape = (1, 20, 2, 2, 2)
+    return ChunkInputs(cond=torch.zeros(shape), hand=None, ref=None,
+                       context_pos=torch.full((1, 1, 1), 0.25),
+                       context_neg=torch.full((1, 1, 1), -0.5))
+
+
+def _gate_cache_writes(monkeypatch: pytest.MonkeyPatch, fail_on: str | None = None):
+    """Cache writes wait for the returned event (and ``fail_on`` files fail)."""
+    import threading
+
+    import engine.cache_io as cache_io
+
+    gate, real = threading.Event(), cache_io.write_tensor_file
+
+    def gated(path: Path, tensors, metadata=None) -> None:
+        assert gate.wait(120), "the test never opened the gate"
+        if fail_on is not None and fail_on in path.name:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, tensors, metadata)
+
+    monkeypatch.setattr(cache_io, "write_tensor_file", gated)
+    return gate
+
+
+def _record(tmp_path: Path, on_step) -> tuple[AnchorCache, Path, torch.Tensor | None]:
+    from engine.kv_share import AnchorRecorder
+    from engine.sampler import sample
+
+    cache = AnchorCache(tmp_path / "anchor")
+    cache.start({"seed": 1})
+    share = ShareSettings(steps=(0, 2), blocks=(2, 3), max_block_idx=1)
+    hook = AnchorRecorder(cache, share, 0, (2, 1, 1))
+    state = tmp_path / "state.safetensors"
+    out = sample(_SharingStandIn(), _stand_in_inputs(), seed=1, steps=3, cfg_scale=5.0,
+                 shift=5.0, device="cpu", hook=hook, state_path=state, state_key={},
+                 on_step=on_step)
+    return cache, state, out
+
+
+def test_anchor_computes_on_while_its_cache_is_written_and_saves_steps_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.sampler import load_state
+
+    gate = _gate_cache_writes(monkeypatch)
+    seen: list[tuple[int, bool]] = []
+    state = tmp_path / "state.safetensors"
+
+    def on_step(done: int, total: int, seconds: float) -> None:
+        seen.append((done, state.exists()))
+        if done == 2:
+            gate.set()
+
+    cache, state, out = _record(tmp_path, on_step)
+    # Steps 1 and 2 computed while step 1's cache files were still unwritten, and no
+    # state was saved ahead of them; the sampler returns only once everything is saved.
+    assert seen[:2] == [(1, False), (2, False)]
+    assert out is not None and load_state(state, {})[0] == 3
+    assert sorted(p.name for p in cache.root.glob("x_*")) == [
+        f"x_s{s:03d}_b002_{p}.safetensors" for s in (0, 1) for p in ("neg", "pos")]
+
+
+def test_a_failed_cache_write_never_lets_its_step_count_as_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.sampler import load_state
+
+    gate = _gate_cache_writes(monkeypatch, fail_on="x_s001_b002_pos")
+    gate.set()
+    with pytest.raises(OSError, match="No space left"):
+        _record(tmp_path, None)
+    # Step 0's files and state were written; step 1's state never was: a resume
+    # records step 1 again.
+    assert load_state(tmp_path / "state.safetensors", {})[0] == 1

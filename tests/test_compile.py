@@ -198,9 +198,6 @@ class KVSpy:
     def end_forward(self) -> None:
         pass
 
-    def end_step(self) -> None:
-        pass
-
 
 @needs_compiler
 @pytest.mark.usefixtures("one_torch_thread", "compile_cache")

@@ -169,9 +169,6 @@ class KeyRecorder:
     def end_forward(self) -> None:
         pass
 
-    def end_step(self) -> None:
-        pass
-
 
 def keys(model: PoseGenDiT, x: dict[str, torch.Tensor], **replace) -> KeyRecorder:
     x = {**x, **replace}

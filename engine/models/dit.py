@@ -85,8 +85,6 @@ class AttentionHook(Protocol):
 
     def end_forward(self) -> None: ...
 
-    def end_step(self) -> None: ...
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
