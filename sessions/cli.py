@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
     n.add_argument("--gpus", help="GPU indices for its workers, e.g. 0,1 (default: --device)")
     n.add_argument("--json", action="store_true")
+    n.add_argument("--on-done", metavar="CMD",
+                   help="shell command run once when the session ends done or failed, with "
+                        "$POSEGEN_SESSION_ID, $POSEGEN_SESSION_STATE, $POSEGEN_PROJECT, "
+                        "$POSEGEN_VIDEO, $POSEGEN_WORKSPACE (output: WORKSPACE/logs/on_done.log)")
     add_generation_options(n, with_inputs=False)
     n.set_defaults(func=cmd_session_new, share_steps=None, share_blocks=None)
     d = ssub.add_parser("delete", help="delete a session's rows (its folder is kept)")
@@ -216,7 +220,7 @@ def cmd_session_new(args: argparse.Namespace) -> int:
     args.share_blocks = args.share_blocks or blocks
     created = create_session(store, NewSession(
         project["id"], settings_from_args(args), ckpt=args.ckpt, device=args.device,
-        budget=args.budget, gpus=args.gpus or "", name=args.name))
+        budget=args.budget, gpus=args.gpus or "", name=args.name, on_done=args.on_done))
     if created.moved_aside is not None:
         print(f"note: the new session's folder held files of an earlier, deleted session; "
               f"moved them to {created.moved_aside}", file=sys.stderr)
@@ -367,6 +371,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{'alive' if w['alive'] else 'ended: ' + str(w['end_reason'])}")
     if snap["video"]:
         print(f"  video: {snap['video']}")
+    if snap["on_done"]:
+        ran = " (ran for its last ending)" if snap["on_done_claimed_at"] else ""
+        print(f"  on done: {snap['on_done']}{ran}")
     return 0
 
 

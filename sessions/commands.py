@@ -31,6 +31,7 @@ from engine.prompt import clean_prompt, find_keyword
 from engine.settings import JobSettings, parse_budget, parse_device, settings_to_json
 from engine.video_meta import video_info
 from engine.workspace import Workspace
+from sessions.on_done import problem as on_done_problem
 from sessions.paths import fresh_workspace
 from sessions.store import Store, StoreError
 
@@ -123,6 +124,8 @@ def _checked_plan(project: dict[str, Any], new: NewSession, checkpoint: bool = T
     the DiT's config, the pose clip's frames from its container.
     """
     problems = new.settings.problems()
+    if new.on_done is not None and (bad := on_done_problem(new.on_done)):
+        problems.append(bad)
     for check in (lambda: parse_device(new.device), lambda: parse_budget(new.budget)):
         try:
             check()
