@@ -179,3 +179,26 @@ def test_the_watcher_reports_changes_into_an_end_once() -> None:
     assert w.update({1: brief(1, "stopped")}) == []
     assert w.update({1: brief(1, "running"), 3: brief(3, "done")}) == []  # 3: never seen run
     assert w.update({1: brief(1, "failed")}) == [brief(1, "failed")]
+
+
+def test_the_session_view_shows_its_on_done_command(tmp_path: Path) -> None:
+    from posegen_tui.screens.session import SessionScreen
+    from posegen_tui.widgets.session_header import SessionHeader
+
+    home = tmp_path / "home"
+    with Store(db_path(home)) as store:
+        pid = store.create_project("dance", image="ref.png", pose="pose.mp4", hand="hand.mp4",
+                                   prompt="a woman dances", framing="half-body")
+        sid = store.create_session(pid, settings={}, seed=1, steps=2, cfg=5.0,
+                                   share_steps="0", share_blocks="2 4", anchor=0, budget=None,
+                                   ckpt="/ckpt", device="cpu", gpus="cpu",
+                                   on_done="notify-send hi")
+
+    async def main() -> str:
+        app = PosegenApp(home=home, gpu=NoGpuSource(), session=sid, blink=False, poll_s=0.05)
+        async with app.run_test(size=(200, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, SessionScreen)
+                        and app.screen.data is not None)
+            return str(app.screen.query_one(SessionHeader).render())
+
+    assert "on done: notify-send hi" in asyncio.run(main())
