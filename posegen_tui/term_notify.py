@@ -31,7 +31,7 @@ ESC, BEL, ST = "\x1b", "\x07", "\x1b\\"
 
 
 def protocol(env: Mapping[str, str]) -> str | None:
-    """"osc9", "osc99", "osc777" or None (no escape: the bell alone)."""
+    """Which escape: osc9, osc99, osc777, or None (no escape: the bell alone)."""
     choice = env.get(ENV, "").strip().lower()
     if choice in OFF:
         return None

@@ -212,7 +212,11 @@ def run_on_done(store: Store, session_id: int, state: str) -> int | None:
     cmd = session.get("on_done")
     if not cmd or not store.claim_on_done(session_id):
         return None
-    root = Path(session["workspace"] or ".")
+    if not session.get("workspace"):  # never made by `session new`: nowhere for its log
+        store.add_event(session_id, "on_done", f"could not run {cmd}: the session has no "
+                        "workspace folder")
+        return None
+    root = Path(session["workspace"])
     workspace = Workspace(root)
     env = {"POSEGEN_SESSION_ID": str(session_id), "POSEGEN_SESSION_STATE": state,
            "POSEGEN_PROJECT": session["project_name"],

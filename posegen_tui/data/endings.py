@@ -21,7 +21,7 @@ class SessionBrief:
     error: str | None = None
 
     def message(self) -> str:
-        """"session 12 of dance: done (sessions/0012/video.mp4)"."""
+        """The words of the toast, e.g. session 12 of dance: done (sessions/0012/video.mp4)."""
         detail = self.video if self.state == "done" else self.error
         return (f"session {self.id} of {self.project}: {self.state}"
                 + (f" ({detail})" if detail else ""))
