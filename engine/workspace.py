@@ -12,6 +12,7 @@ about a session's files without loading the engine. The layout:
     OUT/chunks/NNN/chunk.mp4          the same frames for people
     OUT/chunks/NNN/done.json          written last: the chunk is finished
     OUT/video.mp4                     the merged result
+    OUT/logs/on_done.log              output of the session's --on-done command
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class Workspace:
     @property
     def video(self) -> Path:
         return self.root / VIDEO_FILE
+
+    @property
+    def on_done_log(self) -> Path:
+        return self.root / "logs" / "on_done.log"
 
     def chunk_dir(self, i: int) -> Path:
         return self.root / "chunks" / f"{i:03d}"

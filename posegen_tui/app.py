@@ -14,9 +14,11 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from posegen_tui.commands import PosegenCommands
+from posegen_tui.data.endings import EndWatcher, SessionBrief, load_states
 from posegen_tui.data.loaders import load_gpu_side
 from posegen_tui.gpu.from_env import source_from_env
 from posegen_tui.gpu.source import GpuSource
@@ -26,6 +28,7 @@ from posegen_tui.screens.gpu import GpuScreen
 from posegen_tui.screens.help import HelpScreen
 from posegen_tui.screens.projects import ProjectsScreen
 from posegen_tui.screens.session import SessionScreen
+from posegen_tui.term_notify import desktop_escape
 from posegen_tui.widgets.gpu_panel import GpuPanel
 from posegen_tui.widgets.projects_table import row_key
 from sessions.paths import home as default_home
@@ -67,6 +70,7 @@ class PosegenApp(ReceivesResults, App[int]):
         self.gpu_state = GpuState()
         self._gpu_since = time.time() - HISTORY_S
         self._last_error = ("", 0.0)
+        self.endings = EndWatcher()
 
     def on_mount(self) -> None:
         if self.handle_hangup:
@@ -80,6 +84,8 @@ class PosegenApp(ReceivesResults, App[int]):
             self.open_session(self.start_session)
         self.set_interval(self.gpu_poll_s, self.poll_gpu)
         self.poll_gpu()
+        self.set_interval(max(1.0, self.poll_s), self.poll_endings)
+        self.poll_endings()
 
     # -- background work -------------------------------------------------------------
 
@@ -121,6 +127,28 @@ class PosegenApp(ReceivesResults, App[int]):
         if tick.samples:
             self._gpu_since = max(s["t"] for s in tick.samples) + 1e-6
         self.refresh_gpu_panels()
+
+    def poll_endings(self) -> None:
+        """Every session in the store, whichever screen is shown: say when one ends."""
+        self.runner.submit(self, "endings", partial(load_states, self.home),
+                           self._states_read)
+
+    def _states_read(self, states: dict[int, SessionBrief]) -> None:
+        for ended in self.endings.update(states):
+            self.tell_ended(ended)
+
+    def tell_ended(self, ended: SessionBrief) -> None:
+        """A toast, the bell, and a desktop notification where the terminal has one."""
+        severity: SeverityLevel = ("information" if ended.state == "done" else
+                                   "error" if ended.state == "failed" else "warning")
+        self.notify(ended.message(), title="session ended", severity=severity, timeout=15)
+        self.bell()
+        escape = desktop_escape("posegen", ended.message(), os.environ)
+        # Through the driver, as App.copy_to_clipboard writes OSC 52: the driver's writer
+        # thread puts it between two frames, and an OSC moves no cursor, so the screen
+        # stays intact. (A headless driver drops it.)
+        if escape is not None and self._driver is not None:
+            self._driver.write(escape)
 
     def refresh_gpu_panels(self) -> None:
         for panel in self.screen.query(GpuPanel):

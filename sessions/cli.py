@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--ckpt", help="checkpoint dir (default: $POSEGEN_CKPT_PATH)")
     n.add_argument("--gpus", help="GPU indices for its workers, e.g. 0,1 (default: --device)")
     n.add_argument("--json", action="store_true")
+    n.add_argument("--on-done", metavar="CMD",
+                   help="shell command run once when the session ends done or failed, with "
+                        "$POSEGEN_SESSION_ID, $POSEGEN_SESSION_STATE, $POSEGEN_PROJECT, "
+                        "$POSEGEN_VIDEO, $POSEGEN_WORKSPACE (output: WORKSPACE/logs/on_done.log)")
     pv = n.add_argument_group(
         "preview", "look at the whole video cheaply before the long run, then choose the "
         "anchor from it (docs/sessions.md#preview-sessions)")
@@ -258,7 +262,8 @@ def cmd_session_new(args: argparse.Namespace) -> int:
         new = from_preview(store, args.from_preview, anchor=args.anchor, name=args.name,
                            ckpt=args.ckpt, gpus=args.gpus,
                            device=None if args.device == "cpu" else args.device,
-                           budget=None if args.budget == "none" else args.budget)
+                           budget=None if args.budget == "none" else args.budget,
+                           on_done=args.on_done)
     else:
         if args.project is None:
             raise StoreError("which project? `posegen session new PROJECT` (`posegen status` "
@@ -273,7 +278,7 @@ def cmd_session_new(args: argparse.Namespace) -> int:
         args.anchor = DEFAULTS.anchor if args.anchor is None else args.anchor
         new = NewSession(project["id"], settings_from_args(args), ckpt=args.ckpt,
                          device=args.device, budget=args.budget, gpus=args.gpus or "",
-                         name=args.name)
+                         name=args.name, on_done=args.on_done)
         if args.preview:
             new = preview_of(new, args.preview_size, args.preview_steps)
     created = create_session(store, new)
@@ -446,6 +451,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{'alive' if w['alive'] else 'ended: ' + str(w['end_reason'])}")
     if snap["video"]:
         print(f"  video: {snap['video']}")
+    if snap["on_done"]:
+        ran = " (ran for its last ending)" if snap["on_done_claimed_at"] else ""
+        print(f"  on done: {snap['on_done']}{ran}")
     return 0
 
 

@@ -38,6 +38,7 @@ from engine.settings import (
 )
 from engine.video_meta import video_info
 from engine.workspace import Workspace
+from sessions.on_done import problem as on_done_problem
 from sessions.paths import fresh_workspace
 from sessions.store import Store, StoreError
 
@@ -134,6 +135,8 @@ def _checked_plan(project: dict[str, Any], new: NewSession, checkpoint: bool = T
     if new.full is not None:  # a preview: its full run must be possible too
         problems += [f"the full run: {p}" for p in new.full.problems()
                      if p not in problems]
+    if new.on_done is not None and (bad := on_done_problem(new.on_done)):
+        problems.append(bad)
     for check in (lambda: parse_device(new.device), lambda: parse_budget(new.budget)):
         try:
             check()

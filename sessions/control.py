@@ -122,6 +122,7 @@ def _spawn_workers(store: Store, session_id: int, devices: list[str],
     """Under the start lock: one detached worker per device, their pids recorded."""
     store.request(session_id, "run")
     store.set_session_state(session_id, "running")
+    store.release_on_done(session_id)  # a new run: its ending runs --on-done again
     root = home or default_home()
     env = dict(os.environ, POSEGEN_HOME=str(root), PYTHONUNBUFFERED="1")
     threads = max(1, (os.cpu_count() or 1) // len(devices)) if devices[0] == "cpu" else 0
@@ -224,6 +225,7 @@ def start_ray_driver(store: Store, session_id: int, options: dict[str, Any],
     opts = ray_options(store.get_session(session_id), options)
     store.request(session_id, "run")
     store.set_session_state(session_id, "running", error=None)
+    store.release_on_done(session_id)  # a new run: its ending runs --on-done again
     root = home or default_home()
     env = dict(os.environ, POSEGEN_HOME=str(root), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "sessions.ray_driver", "--session", str(session_id),
@@ -442,6 +444,8 @@ def snapshot(store: Store, session_id: int) -> dict[str, Any]:
         "anchor": session.get("anchor"), "settings": session["settings"],
         "state": effective_state(store, session_id), "desired": session["desired"],
         "error": session.get("error"), "workspace": session["workspace"],
+        "on_done": session.get("on_done"),
+        "on_done_claimed_at": session.get("on_done_claimed_at"),
         "video": str(video) if video.exists() else None, "eta_seconds": eta,
         "chunks": [{"index": c["idx"], "role": c["role"], "status": c["status"],
                     "step": c["step"] or 0, "steps": c["steps"], "start": c["start_frame"],

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.progress import ProgressEvent
+from engine.workspace import Workspace
+from sessions import on_done
 from sessions.scheduling import dit_kind, is_switch
 from sessions.store import WORKER_TIMEOUT_S, Store
 
@@ -187,6 +189,7 @@ def settle_state(store: Store, session_id: int) -> None:
     if chunks and all(c["status"] == "done" for c in chunks) and video.exists():
         state = "done"
     elif session["state"] == "failed":
+        run_on_done(store, sid, "failed")  # failed by a chunk or the executor's setup
         return
     elif session["desired"] == "pause":
         state = "paused"
@@ -198,6 +201,35 @@ def settle_state(store: Store, session_id: int) -> None:
         state = "stopped"
     store.set_session_state(sid, state)
     store.add_event(sid, "state", state)
+    if state in ("done", "failed"):  # a pause or stop was the user's own doing
+        run_on_done(store, sid, state)
+
+
+def run_on_done(store: Store, session_id: int, state: str) -> int | None:
+    """The session ended ``state``: run its --on-done command if this caller wins the
+    claim (once per ending; a new run releases it). Its pid, or None."""
+    session = store.get_session(session_id)
+    cmd = session.get("on_done")
+    if not cmd or not store.claim_on_done(session_id):
+        return None
+    if not session.get("workspace"):  # never made by `session new`: nowhere for its log
+        store.add_event(session_id, "on_done", f"could not run {cmd}: the session has no "
+                        "workspace folder")
+        return None
+    root = Path(session["workspace"])
+    workspace = Workspace(root)
+    env = {"POSEGEN_SESSION_ID": str(session_id), "POSEGEN_SESSION_STATE": state,
+           "POSEGEN_PROJECT": session["project_name"],
+           "POSEGEN_VIDEO": str(workspace.video) if workspace.video.is_file() else "",
+           "POSEGEN_WORKSPACE": str(root)}
+    try:
+        pid = on_done.launch(cmd, env, workspace.on_done_log, root)
+    except OSError as e:  # a full disk or a missing /bin/sh must not fail the worker
+        store.add_event(session_id, "on_done", f"could not run {cmd}: {e}")
+        return None
+    store.add_event(session_id, "on_done", f"ran {cmd} (pid {pid}); output in "
+                    f"{workspace.on_done_log}")
+    return pid
 
 
 def budget_used(extra: dict[str, Any]) -> Any:

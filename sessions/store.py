@@ -460,6 +460,22 @@ class Store:
         except IllegalMove as e:
             raise StoreError(str(e)) from None
 
+    def claim_on_done(self, session_id: int, now: float | None = None) -> bool:
+        """Take the session's --on-done command for this ending; True for the one caller
+        that won (one conditional UPDATE: two workers settling at once never both run it)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE sessions SET on_done_claimed_at = ? WHERE id = ? "
+                "AND on_done IS NOT NULL AND on_done_claimed_at IS NULL",
+                [time.time() if now is None else now, session_id])
+            return cur.rowcount == 1
+
+    def release_on_done(self, session_id: int) -> None:
+        """A new run of the session: its next ending runs --on-done again."""
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET on_done_claimed_at = NULL WHERE id = ?",
+                       [session_id])
+
     def set_workspace(self, session_id: int, path: str | Path) -> None:
         self._update_session(session_id, workspace=str(path))
 

@@ -30,6 +30,8 @@ class SessionHeader(Static):
             text.append(f" · video {data.video}", "green")
         if data.session.get("error"):
             text.append(f" · ! {data.session['error']}", "bold red")
+        if s.get("on_done"):  # least important: the first thing a narrow line cuts
+            text.append(f" · on done: {printable(s['on_done'])}", "dim")
         self.update(text)
 
 
