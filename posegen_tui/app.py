@@ -30,6 +30,7 @@ from posegen_tui.screens.projects import ProjectsScreen
 from posegen_tui.screens.session import SessionScreen
 from posegen_tui.term_notify import desktop_escape
 from posegen_tui.widgets.gpu_panel import GpuPanel
+from posegen_tui.widgets.graphics import Graphics
 from posegen_tui.widgets.projects_table import row_key
 from sessions.paths import home as default_home
 
@@ -50,7 +51,8 @@ def read_gpus(source: GpuSource, home: Path, since: float) -> GpuTick:
 class PosegenApp(ReceivesResults, App[int]):
     TITLE = "posegen-tui"
     CSS_PATH = [TCSS / "app.tcss", TCSS / "session.tcss", TCSS / "projects.tcss",
-                TCSS / "dialogs.tcss", TCSS / "gpu.tcss", TCSS / "log.tcss"]
+                TCSS / "dialogs.tcss", TCSS / "gpu.tcss", TCSS / "log.tcss",
+                TCSS / "player.tcss"]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [Binding("q", "quit", "quit"),
                 Binding("question_mark", "help", "help", key_display="?")]
@@ -59,13 +61,14 @@ class PosegenApp(ReceivesResults, App[int]):
     def __init__(self, home: Path | None = None, gpu: GpuSource | None = None, *,
                  demo: bool = False, session: int | None = None, auto_open: bool = True,
                  poll_s: float = 0.5, gpu_poll_s: float = 2.0, blink: bool = True,
-                 handle_hangup: bool = False) -> None:
+                 handle_hangup: bool = False, graphics: Graphics = "halfcell") -> None:
         super().__init__()
         self.home = Path(home) if home is not None else default_home()
         self.gpu_source = gpu if gpu is not None else source_from_env()
         self.demo, self.start_session, self.auto_open = demo, session, auto_open
         self.poll_s, self.gpu_poll_s, self.blink = poll_s, gpu_poll_s, blink
         self.handle_hangup = handle_hangup
+        self.graphics = graphics
         self.runner = Runner(self)
         self.gpu_state = GpuState()
         self._gpu_since = time.time() - HISTORY_S

@@ -15,6 +15,7 @@ from textual.message_pump import MessagePump
 
 from posegen_tui.gpu.state import GpuState
 from posegen_tui.runner import Runner
+from posegen_tui.widgets.graphics import Graphics
 
 
 @runtime_checkable
@@ -42,6 +43,11 @@ class AppApi(Protocol):
     @property
     def auto_open(self) -> bool:
         """On start, reopen the latest running session."""
+        ...
+
+    @property
+    def graphics(self) -> Graphics:
+        """How pictures are drawn: half-cells, sixel or kitty graphics (tgp)."""
         ...
 
     def refresh_gpu_panels(self) -> None: ...

@@ -3,7 +3,8 @@
 Quitting never stops the engine: workers run in their own process sessions,
 and the app only reads the session store, so reopening it (or a second copy)
 shows the same sessions. Set POSEGEN_TUI_GPU=fake|none|nvml to pick the GPU
-source (default nvml).
+source (default nvml), POSEGEN_TUI_GRAPHICS=halfcell|sixel|tgp how the player draws
+(default: what the terminal answers).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from posegen_tui.app import PosegenApp
+    from posegen_tui.widgets.graphics import detect
 
     try:
         app = PosegenApp(home=args.home, demo=args.demo, session=args.session,
-                         auto_open=not args.no_attach, handle_hangup=True)
+                         auto_open=not args.no_attach, handle_hangup=True,
+                         graphics=detect())  # before the app owns the terminal
         code = app.run()
     except StoreError as e:
         print(f"posegen-tui: error: {e}", file=sys.stderr)

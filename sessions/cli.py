@@ -3,7 +3,7 @@
 Engine commands (generate, ckpt, sample-inputs, prompt, check, prepare) plus the
 session commands:
 init, session new|delete, project delete, start, status, logs, pause, resume,
-stop [--now], retry, merge, cache, wait. The database and workspaces live in
+stop [--now], retry, merge, cache, wait, open. The database and workspaces live in
 $POSEGEN_HOME (default: the platform's user data dir).
 """
 
@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("session", type=row_id)
     w.add_argument("--timeout", type=float)
     w.set_defaults(func=cmd_wait)
+    op = sub.add_parser("open", help="print the merged video's path (or a chunk's) and open "
+                                     "it on a desktop")
+    op.add_argument("session", type=row_id)
+    op.add_argument("--chunk", type=chunk_index, help="this chunk's video instead")
+    op.set_defaults(func=cmd_open)
     return p
 
 
@@ -502,6 +507,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{kind:<28} {size / 1e6:>10.1f} MB")
     if args.clear:
         print(report.message())
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """The path on stdout (for scripts); what was done with it on stderr."""
+    from sessions.videos import find_video
+    from sessions.viewer import open_video
+
+    path, *notes = open_video(find_video(_store(), args.session, args.chunk).resolve())
+    print(path)
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 

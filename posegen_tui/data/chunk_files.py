@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -47,15 +48,24 @@ def load_chunk_files(workspace: Workspace | None, idx: int, role: str) -> ChunkF
     return ChunkFiles(idx, files, cache, frames, thumbs)
 
 
-@functools.lru_cache(maxsize=32)
-def _thumbs(path: str, mtime_ns: int, size: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
-    """~4 evenly spaced frames, cut down by striding; mmap reads only those rows."""
+def open_frames(path: str | Path) -> np.ndarray:
+    """A chunk's frames.npy memory-mapped: reading a frame reads only its rows."""
     arr = np.load(path, mmap_mode="r")
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected F x H x W x 3 frames, got shape {arr.shape}")
-    n, h, w = arr.shape[:3]
+    return arr
+
+
+def shrink(frame: np.ndarray, max_px: int) -> np.ndarray:
+    """A frame cut to at most ``max_px`` rows by striding (cheap; widgets scale further)."""
+    step = max(1, -(-frame.shape[0] // max(1, max_px)))
+    return np.ascontiguousarray(frame[::step, ::step, :], dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def _thumbs(path: str, mtime_ns: int, size: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """~4 evenly spaced frames, cut down by striding; mmap reads only those rows."""
+    arr = open_frames(path)
+    n = arr.shape[0]
     picks = sorted({round(i * (n - 1) / max(THUMBS - 1, 1)) for i in range(THUMBS)})
-    step = max(1, -(-h // THUMB_MAX_PX))
-    thumbs = [(i, np.ascontiguousarray(arr[i, ::step, ::step, :], dtype=np.uint8))
-              for i in picks]
-    return n, thumbs
+    return n, [(i, shrink(arr[i], THUMB_MAX_PX)) for i in picks]

@@ -68,6 +68,8 @@ SESSION_ACTIONS = (
                   "live, searchable", show=False),
     SessionAction("v", "copy_video", "video", "Copy video path of",
                   "the merged video's path to the clipboard", show=False),
+    SessionAction("o", "play", "play", "Play video of",
+                  "the selected chunk's, else the merged one", show=False),
     SessionAction("g", "app.gpu", "GPU", show=False),
     SessionAction("b", "budget", "budget", "Budget tuning for", "peak VRAM vs -p",
                   show=False),
@@ -232,6 +234,18 @@ class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
             return
         self.app.copy_to_clipboard(video)
         self.notify(f"copied: {video}")
+
+    def action_play(self) -> None:
+        from posegen_tui.data.playback import choose
+        from posegen_tui.screens.player import PlayerScreen
+
+        if self.data is None:
+            return
+        target = choose(self.data, self.selected)
+        if isinstance(target, str):
+            self.notify(target, severity="warning")
+        else:
+            self.app.push_screen(PlayerScreen(target))
 
     def action_budget(self) -> None:
         from posegen_tui.screens.budget import BudgetScreen

@@ -39,3 +39,13 @@ def halfcell_lines(img: np.ndarray) -> list[Text]:
 
 def _rgb(px: np.ndarray) -> str:
     return f"rgb({int(px[0])},{int(px[1])},{int(px[2])})"
+
+
+SHADES = " .:-=+*#%@"  # dark to light
+
+
+def shade_lines(img: np.ndarray) -> list[Text]:
+    """NO_COLOR: one character per cell by brightness (every other pixel row of ``img``)."""
+    grey = img[::2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    idx = np.minimum((grey * len(SHADES) / 256).astype(int), len(SHADES) - 1)
+    return [Text("".join(SHADES[i] for i in row)) for row in idx]
