@@ -52,7 +52,7 @@ class PosegenApp(ReceivesResults, App[int]):
     TITLE = "posegen-tui"
     CSS_PATH = [TCSS / "app.tcss", TCSS / "session.tcss", TCSS / "projects.tcss",
                 TCSS / "dialogs.tcss", TCSS / "gpu.tcss", TCSS / "log.tcss",
-                TCSS / "player.tcss"]
+                TCSS / "player.tcss", TCSS / "anchor.tcss"]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [Binding("q", "quit", "quit"),
                 Binding("question_mark", "help", "help", key_display="?")]

@@ -128,9 +128,13 @@ def describe(home: Path, image: str) -> str:
     return str(run_task("describe", {"image": str(path.resolve())}, home=home)["prompt"])
 
 
-def create_session(home: Path, project_id: int, values: dict[str, str]) -> int:
+def create_session(home: Path, project_id: int, values: dict[str, str],
+                   preview: bool = False) -> int:
+    """The form's session; with ``preview``, its preview (engine/preview.py) instead."""
     with opened(home) as store:
         new = check_session(store.get_project(project_id), values)
+        if preview:
+            new = commands.preview_of(new)
         try:
             return commands.create_session(store, new).id
         except SessionSettingsError as e:  # changed since the form's check
@@ -150,3 +154,14 @@ def delete(home: Path, kind: str, ident: int) -> str:
 def archive(home: Path, kind: str, ident: int, archived: bool = True) -> str:
     with opened(home) as store:
         return commands.archive(store, kind, ident, archived)
+
+
+def full_from_preview(home: Path, preview_id: int, anchor: int) -> int:
+    """`posegen session new --from-preview N --anchor K`, then start it: the full session's
+    id."""
+    with opened(home) as store:
+        created = commands.create_session(store, commands.from_preview(store, preview_id,
+                                                                       anchor))
+        devices = control.worker_devices(store.get_session(created.id))
+        control.start_workers(store, created.id, devices, home, reap=True)
+    return created.id

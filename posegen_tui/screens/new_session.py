@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 
@@ -29,6 +30,8 @@ FIELDS = [  # (label, key, placeholder)
 
 
 class NewSessionScreen(FormScreen):
+    BINDINGS = [Binding("ctrl+r", "preview", "preview first")]
+
     def __init__(self, project: dict) -> None:
         super().__init__()
         self.project = project
@@ -43,10 +46,17 @@ class NewSessionScreen(FormScreen):
                 for label, key, hint in FIELDS:
                     yield FormRow(label, key, defaults.get(key, ""), placeholder=hint)
             yield Static(id="form-errors", classes="form-errors")
-            yield Static("Enter or ctrl+s creates (then s starts it) · Esc cancels",
-                         classes="form-hint")
+            yield Static("Enter/ctrl+s creates (s starts it) · ctrl+r a cheap preview "
+                         "first · Esc cancels", classes="form-hint")
 
     def action_submit(self) -> None:
         call = partial(actions.create_session, self.papp.home, self.project["id"],
                        self.values())
+        self.run_create("new-session", call)
+
+    def action_preview(self) -> None:
+        """The same plan at half the size and 10 steps (engine/preview.py); a of its
+        session chooses the anchor and starts the full run."""
+        call = partial(actions.create_session, self.papp.home, self.project["id"],
+                       self.values(), preview=True)
         self.run_create("new-session", call)

@@ -70,6 +70,8 @@ SESSION_ACTIONS = (
                   "the merged video's path to the clipboard", show=False),
     SessionAction("o", "play", "play", "Play video of",
                   "the selected chunk's, else the merged one", show=False),
+    SessionAction("a", "anchor", "anchor", "Choose the anchor from preview",
+                  "its base chunks side by side; Enter starts the full run", show=False),
     SessionAction("g", "app.gpu", "GPU", show=False),
     SessionAction("b", "budget", "budget", "Budget tuning for", "peak VRAM vs -p",
                   show=False),
@@ -246,6 +248,16 @@ class SessionScreen(UsesApp, ReceivesResults, Screen[None]):
             self.notify(target, severity="warning")
         else:
             self.app.push_screen(PlayerScreen(target))
+
+    def action_anchor(self) -> None:
+        from posegen_tui.screens.anchor import AnchorScreen
+
+        if self.data is not None and self.data.session.get("kind") != "preview":
+            self.notify("a chooses the anchor from a preview session; make one with ctrl+r "
+                        "in the new-session form (or `posegen session new PROJECT --preview`)",
+                        severity="warning")
+            return
+        self.app.push_screen(AnchorScreen(self.session_id))
 
     def action_budget(self) -> None:
         from posegen_tui.screens.budget import BudgetScreen

@@ -16,8 +16,11 @@ class SessionHeader(Static):
         s = data.session
         name = f" {printable(s['name'])}" if s.get("name") else ""
         live = sum(1 for w in data.workers if w["alive"])
+        kind = (" (preview: a chooses the anchor)" if s.get("kind") == "preview" else
+                f" (from preview {s['from_preview']})" if s.get("from_preview") else "")
         text = Text.assemble(
-            (f"Session {s['id']}{name}", "bold"), f" · {printable(data.project['name'])} · ",
+            (f"Session {s['id']}{name}", "bold"), (kind, "italic"),
+            f" · {printable(data.project['name'])} · ",
             (data.state.upper(), state_style(data.state)),
             f" · {data.done}/{len(data.chunks)} chunks · ETA ",
             (fmt.eta(data.eta_seconds), "bold"))
