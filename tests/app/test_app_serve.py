@@ -239,6 +239,11 @@ async def show_in_chromium(url: str, profile: Path, log: Path, shot: Path) -> st
 
                 async def projects_screen() -> str | None:
                     seen[0] = text = await cdp.value(SCREEN_TEXT)
+                    # xterm.js makes .xterm in open(), after the assignment we catch: if it
+                    # is there and we caught nothing, textual-serve's page has changed.
+                    if text is None and await cdp.value("!!document.querySelector('.xterm')"):
+                        pytest.fail("the page has an xterm.js terminal but CATCH_TERMINAL "
+                                    "missed it: textual-serve's textual.js changed")
                     shown = text and "projects and sessions" in text and "No projects" in text
                     return text if shown else None
 
