@@ -156,16 +156,18 @@ Object.defineProperty(Object.prototype, "terminal", {
   },
 });
 """
-# The rows xterm.js shows (its buffer's viewport), or null before the terminal exists.
+# The rows xterm.js shows (its buffer's viewport; null before we catch the terminal), and
+# whether the page has a terminal yet (xterm.js adds .xterm in open(), after the assignment
+# we catch). One evaluation, so the two agree.
 SCREEN_TEXT = """(() => {
-  const t = window.__xterm;
-  if (!t) return null;
+  const t = window.__xterm, opened = !!document.querySelector(".xterm");
+  if (!t) return {opened, text: null};
   const b = t.buffer.active, rows = [];
   for (let i = 0; i < t.rows; i++) {
     const line = b.getLine(b.viewportY + i);
     rows.push(line ? line.translateToString(true) : "");
   }
-  return rows.join("\\n");
+  return {opened, text: rows.join("\\n")};
 })()"""
 # Shown for real: the page's fade-in over and two frames painted since.
 PAINTED = """new Promise(done => {
@@ -238,10 +240,9 @@ async def show_in_chromium(url: str, profile: Path, log: Path, shot: Path) -> st
                 seen: list[str | None] = [None]  # what the terminal showed last
 
                 async def projects_screen() -> str | None:
-                    seen[0] = text = await cdp.value(SCREEN_TEXT)
-                    # xterm.js makes .xterm in open(), after the assignment we catch: if it
-                    # is there and we caught nothing, textual-serve's page has changed.
-                    if text is None and await cdp.value("!!document.querySelector('.xterm')"):
+                    screen = await cdp.value(SCREEN_TEXT)
+                    seen[0] = text = screen["text"]
+                    if text is None and screen["opened"]:
                         pytest.fail("the page has an xterm.js terminal but CATCH_TERMINAL "
                                     "missed it: textual-serve's textual.js changed")
                     shown = text and "projects and sessions" in text and "No projects" in text
