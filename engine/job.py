@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from safetensors import safe_open
@@ -37,7 +38,6 @@ from engine.media import (
     load_frames,
     read_image,
     read_video,
-    resize_uint8,
     save_frames,
     to_uint8_frames,
     write_mp4,
@@ -53,7 +53,7 @@ from engine.settings import (  # noqa: F401  (re-exported)
     JobInputs,
     JobSettings,
 )
-from engine.stability import background_motion
+from engine.stability import background_motion, sample_stride
 from engine.workspace import Workspace
 
 # Part of every run's fingerprint: outputs made under other arithmetic rules (before the
@@ -362,11 +362,13 @@ class Job:
         """The chunk's background change per frame (engine/stability.py), against its
         pose frames cropped and resized as the DiT saw them."""
         pose_clip, _ = self._driving_clips()
+        n = sample_stride(*frames.shape[1:3])
+        small = frames[:, ::n, ::n]
         h, w = self.settings.height, self.settings.width
         pose = center_crop(pose_clip[self._require_plan().condition_indices(i)], h, w)
-        pose = resize_uint8(torch.from_numpy(np.ascontiguousarray(pose)).permute(0, 3, 1, 2),
-                            h, w).permute(0, 2, 3, 1).numpy()
-        return background_motion(frames, pose)
+        size = (small.shape[2], small.shape[1])  # OpenCV: (width, height)
+        pose = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in pose])
+        return background_motion(small, pose)
 
     def _chunk_result(self, i: int, role: str, seed: int, seconds: float, clock: PhaseClock,
                       hook: AnchorRecorder | BaseSharer | None, step_times: list[float]

@@ -9,7 +9,8 @@ and clothes around it move with it). A still camera over a still scene gives abo
 a pan, a zoom or a flickering background gives more. It does not see a background
 that is wrong but steady.
 
-Torch-free (numpy and OpenCV): the worker computes it when a chunk is written.
+Torch-free (numpy and OpenCV): the worker computes it when a chunk is written, on every
+n-th pixel (`sample_stride`) of the frames and of the pose frames resized to match.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ import numpy as np
 
 POSE_ON = 24  # a pose pixel brighter than this (0-255, any channel) is skeleton
 GROW = 0.08  # the skeleton grown by this fraction of the frame's shorter side
+# The figure is an average over many pixels: a grid of every n-th pixel, n chosen so the
+# shorter side keeps about this many, gives it in ~0.2 s instead of ~11 s at 1280x720.
+SAMPLED_SIDE = 180
+
+
+def sample_stride(height: int, width: int) -> int:
+    """Every how many pixels a frame is sampled for the figure."""
+    return max(1, min(height, width) // SAMPLED_SIDE)
 
 
 def person_mask(pose: np.ndarray, grow: float = GROW) -> np.ndarray:

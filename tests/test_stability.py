@@ -61,3 +61,18 @@ def test_no_background_or_one_frame_gives_none_and_shapes_are_checked() -> None:
     assert background_motion(np.zeros((1, H, W, 3), np.uint8), skeleton(3)[:1]) is None
     with pytest.raises(ValueError, match="differ"):
         background_motion(np.zeros((F, H, W + 2, 3), np.uint8), skeleton(3))
+
+
+def test_the_figure_is_taken_on_a_grid_of_about_180_pixels_across() -> None:
+    from engine.stability import sample_stride
+
+    assert [sample_stride(*hw) for hw in ((1280, 720), (640, 352), (64, 32), (720, 1280))] == \
+        [4, 1, 1, 4]
+    # a pan seen on every 2nd pixel scores like the pan seen on every pixel
+    rng = np.random.default_rng(2)
+    wide = np.repeat(np.repeat(scene(rng), 2, axis=0), 2, axis=1)  # 2x2 blocks
+    frames = np.stack([wide[:, 2 * t:2 * t + 2 * W] for t in range(F)])
+    pose = np.repeat(np.repeat(skeleton(24), 2, axis=1), 2, axis=2)
+    full = background_motion(frames, pose)
+    sampled = background_motion(frames[:, ::2, ::2], pose[:, ::2, ::2])
+    assert sampled == pytest.approx(full, rel=0.1)
