@@ -26,7 +26,8 @@ from engine.settings import JobSettings
 PREVIEW_STEPS = 10
 # What the default preview cost on the device, said when a preview is made ("" until
 # measured): docs/benchmarks.md, "Preview sessions".
-MEASURED = ""
+MEASURED = ("on an H200 a 3-chunk preview of a 1280x720, 25-step run took 152 s against "
+            "about 2,050 s for the full run: 7.4 %")
 
 
 def preview_side(side: int) -> int:
