@@ -24,7 +24,7 @@ pg ckpt make-tiny "$W/ckpt" >/dev/null || exit 1
 pg sample-inputs "$W/in" --frames 120 --height 256 --width 128 >/dev/null || exit 1
 gen() {  # gen OUTDIR COMPILE
   pg generate --image "$W/in/reference.png" --pose "$W/in/pose.mp4" --hand "$W/in/hand.mp4" \
-    --prompt-file "$W/in/prompt.txt" --out "$1" --ckpt "$W/ckpt" --device cuda \
+    --prompt-file "$W/in/prompt.txt" --out "$1" --ckpt "$W/ckpt" --device "${DEVICE:-cuda}" \
     --height 256 --width 128 --frames 33 --head 9 --tail 8 --steps 8 -s 0 2 -b 2 4 \
     --compile "$2"
 }
@@ -34,14 +34,23 @@ t0=$SECONDS; gen "$W/c1" on >"$OUT/c1.log" 2>&1 || { tail "$OUT/c1.log"; exit 1;
 echo "compiled run 1: $((SECONDS - t0)) s"
 t0=$SECONDS; gen "$W/c2" on >"$OUT/c2.log" 2>&1 || { tail "$OUT/c2.log"; exit 1; }
 echo "compiled run 2 (warm cache): $((SECONDS - t0)) s"
-# kill -9 once chunk 0 is done (chunk 1 or 2 is then mid-way), then the same command again.
+# kill -9 in the middle of the anchor's steps (its first saved step state, written once
+# that step's cache files are on disk), then the same command again.
 gen "$W/k" on >"$OUT/k1.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do [ -f "$W/k/chunks/000/done.json" ] && break; sleep 0.1; done
-sleep 0.5
+for _ in $(seq 3000); do [ -f "$W/k/chunks/000/state.safetensors" ] && break; sleep 0.02; done
 kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-echo "killed after chunk 0; on disk: $(ls "$W/k/chunks" | tr '\n' ' ')"
-ls "$W"/k/chunks/*/state.safetensors 2>/dev/null | sed 's/^/  saved step state: /'
+echo "killed mid anchor; on disk: $(ls "$W/k/chunks" | tr '\n' ' ')"
+python3 - "$W/k/chunks/000/state.safetensors" >"$OUT/killed_at.json" <<'EOF2'
+import json, sys
+from safetensors import safe_open
+try:
+    with safe_open(sys.argv[1], framework="pt") as f:
+        print(json.dumps({"anchor_next_step": int(f.metadata()["next_step"])}))
+except Exception as e:  # noqa: BLE001 - reported, not fatal
+    print(json.dumps({"anchor_state": f"unreadable: {e}"}))
+EOF2
+cat "$OUT/killed_at.json"
 t0=$SECONDS; gen "$W/k" on >"$OUT/k2.log" 2>&1 || { tail "$OUT/k2.log"; exit 1; }
 echo "resumed run: $((SECONDS - t0)) s"
 python3 - "$W" "$OUT/compile_exactness.json" <<'EOF'
@@ -63,6 +72,7 @@ result = {
     "compiled_runs_identical": all(np.array_equal(a, b) for a, b in zip(c1, c2, strict=True)),
     "killed_and_resumed_identical": all(np.array_equal(a, b) for a, b in zip(c1, k, strict=True)),
     "video_md5": {r: md5(r) for r in ("eager", "c1", "c2", "k")},
+    "killed_at": json.loads((Path(out).parent / "killed_at.json").read_text()),
     "compiled_done_json": json.loads((w / "c1/chunks/001/done.json").read_text())["extra"].get(
         "compiled"),
 }
