@@ -206,3 +206,39 @@ def test_every_problem_at_once_and_the_hint_stays_on_screen(home: Path) -> None:
             assert errors.region.y + errors.region.height <= hint.region.y
 
     asyncio.run(drive())
+
+
+@pytest.mark.parametrize("how", ["ctrl+r", "button"])
+def test_the_session_form_makes_a_preview(home: Path, tiny_ckpt: Path, sample_dir: Path,
+                                          how: str) -> None:
+    """Issue #17: ctrl+r (or the form's button) stores the form's preview instead."""
+    from sessions.paths import db_path
+    from sessions.store import Store
+
+    walk_project(home, sample_dir)
+
+    async def drive() -> None:
+        app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
+                        and app.screen.loaded)
+            await pilot.press("N")
+            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            fill(pilot, ckpt=str(tiny_ckpt), height="64", width="32", frames="17", head="5",
+                 tail="4", steps="4", share_steps="0 2", share_blocks="2 4")
+            if how == "ctrl+r":
+                await pilot.press("ctrl+r")
+            else:
+                await pilot.click("#preview")
+            await until(pilot, lambda: isinstance(app.screen, SessionScreen), timeout=60)
+            await until(pilot, lambda: app.screen.data is not None)
+            assert "preview: a chooses the anchor" in str(
+                app.screen.query_one("#session-header").render())
+
+    asyncio.run(drive())
+    with Store(db_path(home)) as store:
+        s = store.get_session(1)
+    assert s["kind"] == "preview"
+    assert (s["settings"]["height"], s["settings"]["width"], s["settings"]["steps"]) == (
+        32, 16, 4)
+    assert (s["settings"]["full"]["height"], s["settings"]["full"]["width"]) == (64, 32)
