@@ -199,11 +199,14 @@ def preview_of(new: NewSession, size: tuple[int, int] | None = None,
                    full=new.settings, from_preview=None)
 
 
-def from_preview(store: Store, preview_id: int, anchor: int | None = None,
-                 **hardware: Any) -> NewSession:
+def from_preview(store: Store, preview_id: int, anchor: int | None = None, *,
+                 name: str | None = None, device: str | None = None,
+                 budget: str | None = None, gpus: str | None = None,
+                 ckpt: str | Path | None = None, on_done: str | None = None) -> NewSession:
     """The full session a preview was made for, with its anchor chunk ``anchor`` (default:
-    the preview's). ``hardware`` may set name, device, budget, gpus, ckpt and on_done;
-    the settings are the preview's full-run ones, so the chunk plan is the preview's."""
+    the preview's). The hardware (device, budget, gpus, ckpt) is the preview's unless
+    given; the settings are the preview's full-run ones, so the chunk plan is the
+    preview's."""
     p = store.get_session(preview_id)
     if p.get("kind") != "preview" or "full" not in p["settings"]:
         raise StoreError(f"session {preview_id} is not a preview; make one with "
@@ -211,15 +214,12 @@ def from_preview(store: Store, preview_id: int, anchor: int | None = None,
     full = settings_from_json(p["settings"]["full"])
     if anchor is not None:
         full = replace(full, anchor=anchor)
-    given = {k: v for k, v in hardware.items() if v is not None}
-    unknown = set(given) - {"name", "device", "budget", "gpus", "ckpt", "on_done"}
-    if unknown:
-        raise TypeError(f"from_preview: unknown {sorted(unknown)}")
     return NewSession(project=p["project_id"], settings=full,
-                      ckpt=given.get("ckpt", p["ckpt"]), device=given.get("device", p["device"]),
-                      budget=given.get("budget", p["budget"] or "none"),
-                      gpus=given.get("gpus", p["gpus"] or ""), name=given.get("name"),
-                      from_preview=preview_id, on_done=given.get("on_done"))
+                      ckpt=p["ckpt"] if ckpt is None else ckpt,
+                      device=p["device"] if device is None else device,
+                      budget=(p["budget"] or "none") if budget is None else budget,
+                      gpus=(p["gpus"] or "") if gpus is None else gpus, name=name,
+                      from_preview=preview_id, on_done=on_done)
 
 
 class SessionSettingsError(JobError):

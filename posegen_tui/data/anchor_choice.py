@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posegen_tui.data.chunk_files import open_frames, shrink
+from posegen_tui.data.chunk_files import THUMB_MAX_PX, open_frames, shrink
 from posegen_tui.data.store_access import opened
 from sessions.control import workspace_of
-
-THUMB_PX = 48  # rows kept of a chunk's middle frame; the card scales it further
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def load_anchor_choice(home: Path, session_id: int) -> AnchorChoice:
             try:
                 motion = ws.done_record(c["idx"]).get("extra", {}).get("background_motion")
                 frames = open_frames(ws.frames(c["idx"]))
-                thumb = shrink(np.asarray(frames[len(frames) // 2]), THUMB_PX)
+                thumb = shrink(np.asarray(frames[len(frames) // 2]), THUMB_MAX_PX)
             except (OSError, ValueError):
                 pass  # a chunk retried meanwhile: shown without its frame
         out.append(Candidate(c["idx"], c["status"], motion, thumb))

@@ -28,6 +28,14 @@ def problems(pilot: Pilot) -> str:
     return str(pilot.app.screen.query_one("#form-errors", Static).render())
 
 
+async def open_session_form(pilot: Pilot) -> None:
+    """From the projects list, N on the selected project: its new-session form."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, ProjectsScreen) and app.screen.loaded)
+    await pilot.press("N")
+    await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
@@ -161,10 +169,7 @@ def test_the_focused_fields_label_stands_out(home: Path, sample_dir: Path) -> No
     async def drive() -> None:
         app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
-                        and app.screen.loaded)
-            await pilot.press("N")
-            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            await open_session_form(pilot)
             first = marked(app)
             assert len(first) == 1
             await pilot.press("tab")
@@ -187,10 +192,7 @@ def test_every_problem_at_once_and_the_hint_stays_on_screen(home: Path) -> None:
     async def drive() -> None:
         app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
-                        and app.screen.loaded)
-            await pilot.press("N")
-            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            await open_session_form(pilot)
             fill(pilot, frames="80", height="100", anchor="1", budget="lots", seed="x",
                  ckpt="")
             await pilot.press("enter")
@@ -220,10 +222,7 @@ def test_the_session_form_makes_a_preview(home: Path, tiny_ckpt: Path, sample_di
     async def drive() -> None:
         app = PosegenApp(home=home, gpu=NoGpuSource(), auto_open=False, blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ProjectsScreen)
-                        and app.screen.loaded)
-            await pilot.press("N")
-            await until(pilot, lambda: isinstance(app.screen, NewSessionScreen))
+            await open_session_form(pilot)
             fill(pilot, ckpt=str(tiny_ckpt), height="64", width="32", frames="17", head="5",
                  tail="4", steps="4", share_steps="0 2", share_blocks="2 4")
             if how == "ctrl+r":
