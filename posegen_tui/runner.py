@@ -3,7 +3,7 @@
 Every call runs as a Textual thread worker of the app, in a named group, so the
 app's one `on_worker_state_changed` handler sees every failure. A result comes
 back as a `ResultReady` message to the node that asked, which applies it on the
-UI thread; a node that is gone by then simply never gets it. A key has at most
+UI thread; a node that is gone or closing by then drops it. A key has at most
 one call in flight: a poll that finds its previous read unfinished skips a beat
 instead of piling reads up behind a busy database.
 """
@@ -34,11 +34,14 @@ class ResultReady(Message, bubble=False):
         self.apply = apply
 
 
-class ReceivesResults:
+class ReceivesResults(MessagePump):
     """Mixin for nodes that ask the runner for work."""
 
     def on_result_ready(self, message: ResultReady) -> None:
-        message.apply(message.result)
+        # A node shutting down (the app closing its screens on quit) may still drain its
+        # queue: a result that lands then has nothing left to show it.
+        if self.is_running:
+            message.apply(message.result)
 
 
 class Runner:

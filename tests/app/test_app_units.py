@@ -279,3 +279,23 @@ def test_the_app_provides_what_screens_ask_of_it(tmp_path: Path) -> None:
     """Screens and the palette see the app as an `AppApi`; PosegenApp has all of it."""
     app: AppApi = PosegenApp(home=tmp_path, gpu=NoGpuSource())
     assert isinstance(app, AppApi)
+
+
+def test_a_result_reaching_the_app_after_it_quit_is_dropped(tmp_path: Path) -> None:
+    """A GPU read landing while the app closes its screens raised ScreenStackError."""
+    import asyncio
+
+    from posegen_tui.runner import ResultReady
+
+    applied: list[int] = []
+    app = PosegenApp(home=tmp_path / "home", gpu=NoGpuSource(), auto_open=False, blink=False)
+
+    async def drive() -> None:
+        async with app.run_test(size=(80, 24)):
+            app.on_result_ready(ResultReady(1, applied.append))  # running: applied
+
+    asyncio.run(drive())
+    assert not app.is_running
+    app.on_result_ready(ResultReady(2, applied.append))  # quit: dropped, nothing raised
+    app.on_result_ready(ResultReady(None, lambda _: app.refresh_gpu_panels()))
+    assert applied == [1]
